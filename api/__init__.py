@@ -1,0 +1,38 @@
+"""inkq's HTTP API: a thin Flask app that validates, stores and queues.
+
+It never imports numpy, scikit-learn or Pillow: images are checked for shape
+and size only, stored once in Redis, and classified by workers reached through
+Celery task names and the job store.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from inkq.settings import Settings
+
+from .errors import register_error_handlers
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """The application factory: settings from the environment unless given, then overrides."""
+    settings = settings or Settings.from_env()
+    if overrides:
+        settings = settings.replace(**overrides)
+    app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.extensions["inkq"] = Services.create(settings)
+
+    register_error_handlers(app)
+
+    from .routes import health, jobs, page, predict
+
+    for module in (health, jobs, predict, page):
+        app.register_blueprint(module.bp)
+    return app

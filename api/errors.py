@@ -1,0 +1,50 @@
+"""JSON errors everywhere: ``{"error": {"code", "message"}}`` with the right status."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from inkq.errors import InkqError, RateLimited
+
+from .responses import json_response
+
+log = logging.getLogger(__name__)
+
+
+#: Codes for HTTP errors whose Werkzeug names differ from our own vocabulary.
+_CODES = {413: "payload_too_large"}
+
+
+def _code(exc: HTTPException) -> str:
+    if exc.code in _CODES:
+        return _CODES[exc.code]
+    name = exc.name or "error"
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(InkqError)
+    def inkq_error(exc: InkqError) -> Response:
+        headers = {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after_s)
+        if exc.status_code >= 500 and exc.status_code != 503:
+            log.error("request failed: %s", exc)
+        return json_response({"error": exc.to_dict()}, exc.status_code, headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"The request body exceeds {app.config['MAX_CONTENT_LENGTH']} bytes."
+        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        return json_response({"error": {"code": _code(exc), "message": message}}, exc.code or 500, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return json_response({"error": {"code": "internal_error", "message": "Internal error."}}, 500)

@@ -1,0 +1,191 @@
+"""Bulk jobs: submit, poll, page through results, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, request, url_for
+from kombu.exceptions import KombuError
+
+from inkq.errors import (
+    Conflict, ImageTooLarge, InvalidImage, InvalidJSON, JobNotFound, PayloadTooLarge,
+    StoreUnavailable, ValidationFailed)
+from inkq.jobstore import FINISHED
+from inkq.queue import CLASSIFY_CHUNK
+
+from ..responses import iso, json_response
+from ..services import services
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1")
+
+#: Results per page unless ``limit`` says otherwise, and the most it may say.
+DEFAULT_PAGE, MAX_PAGE = 1000, 1000
+#: base64 inflates by 4/3; a data URL prefix adds a little.
+_B64_SLACK = 256
+
+
+def read_json() -> Any:
+    """The request body as JSON; 400 ``invalid_json`` otherwise."""
+    try:
+        return orjson.loads(request.get_data(cache=False))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from None
+
+
+def owner() -> str:
+    return ""
+
+
+def present(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored job document as the API shows it: ISO timestamps and links."""
+    out = dict(doc)
+    for key in ("created_at", "started_at", "finished_at", "expires_at"):
+        out[key] = iso(doc[key])
+    out["links"] = {
+        "self": url_for("jobs.get_job", job_id=doc["id"]),
+        "results": url_for("jobs.get_results", job_id=doc["id"]),
+    }
+    return out
+
+
+def parse_images(body: Any) -> tuple[list[str], dict[int, dict[str, str]]]:
+    """Validate a job body; returns the images and the items refused up front."""
+    s = services().settings
+    if not isinstance(body, dict) or "images" not in body:
+        raise ValidationFailed('The body must be a JSON object with an "images" list.')
+    images = body["images"]
+    if not isinstance(images, list):
+        raise ValidationFailed('"images" must be a list of base64 PNG strings.')
+    if not images:
+        raise ValidationFailed('"images" must not be empty.')
+    if len(images) > s.max_images_per_job:
+        raise PayloadTooLarge(
+            f"A job holds at most {s.max_images_per_job} images; this one has {len(images)}.",
+            limit=s.max_images_per_job)
+    unknown = set(body) - {"images"}
+    if unknown:
+        raise ValidationFailed(f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}.")
+    max_chars = s.max_image_bytes * 4 // 3 + _B64_SLACK
+    rejected: dict[int, dict[str, str]] = {}
+    for i, image in enumerate(images):
+        if not isinstance(image, str):
+            raise ValidationFailed(f"images[{i}] must be a string, not {type(image).__name__}.")
+        if not image:
+            rejected[i] = InvalidImage("The image is empty.").to_dict()
+            images[i] = ""
+        elif len(image) > max_chars:
+            rejected[i] = ImageTooLarge(f"The image exceeds {s.max_image_bytes} bytes.").to_dict()
+            images[i] = ""
+    return images, rejected
+
+
+@bp.post("/jobs")
+def create_job() -> Response:
+    svc = services()
+    images, rejected = parse_images(read_json())
+    who = owner()
+    idem_key = request.headers.get("Idempotency-Key")
+    job_id = svc.store.new_id()
+    if idem_key:
+        if len(idem_key) > 255:
+            raise ValidationFailed("Idempotency-Key is at most 255 characters.")
+        existing = svc.store.remember_idempotency(who, idem_key, job_id)
+        if existing is not None:
+            doc = svc.store.get(existing, owner=who)
+            if doc is None:
+                raise Conflict("A job with this Idempotency-Key is still being created; retry shortly.")
+            return _job_response(doc, 200)
+    try:
+        doc = svc.store.create(images, owner=who, rejected=rejected, job_id=job_id,
+                               model_version=svc.store.model_version())
+        if doc["status"] not in FINISHED:
+            publish_chunks(job_id, len(images), svc.settings.chunk_size)
+    except (StoreUnavailable, KombuError, OSError) as exc:
+        _undo(job_id, who, idem_key)
+        if isinstance(exc, StoreUnavailable):
+            raise
+        raise StoreUnavailable(f"The queue is unavailable: {exc}") from exc
+    return _job_response(doc, 202)
+
+
+def publish_chunks(job_id: str, total: int, chunk_size: int) -> None:
+    celery = services().celery
+    with celery.producer_or_acquire() as producer:
+        for start in range(0, total, chunk_size):
+            celery.send_task(CLASSIFY_CHUNK, args=[job_id, start, min(start + chunk_size, total)],
+                             producer=producer)
+
+
+def _undo(job_id: str, who: str, idem_key: str | None) -> None:
+    """Best effort: a job whose chunks could not be queued must not linger as queued."""
+    store = services().store
+    try:
+        store.delete(job_id)
+        if idem_key:
+            store.forget_idempotency(who, idem_key)
+    except StoreUnavailable:
+        pass
+
+
+def _job_response(doc: dict[str, Any], status: int) -> Response:
+    body = present(doc)
+    return json_response(body, status, {"Location": body["links"]["self"]})
+
+
+def _job_or_404(job_id: str) -> dict[str, Any]:
+    doc = services().store.get(job_id, owner=owner())
+    if doc is None:
+        raise JobNotFound(f"No job {job_id!r} (unknown, expired, or not yours).")
+    return doc
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    return json_response(present(_job_or_404(job_id)))
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an integer.") from None
+    if value < lo or (hi is not None and value > hi):
+        raise ValidationFailed(f"{name} must be between {lo} and {hi if hi is not None else 'any'}.")
+    return value
+
+
+@bp.get("/jobs/<job_id>/results")
+def get_results(job_id: str) -> Response:
+    offset = _int_arg("offset", 0, 0)
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    doc = _job_or_404(job_id)
+    total = doc["total"]
+    items = services().store.results(job_id, offset, limit, total)
+    nxt = None
+    if offset + limit < total:
+        nxt = url_for("jobs.get_results", job_id=job_id, offset=offset + limit, limit=limit)
+    return json_response({"items": items, "next": nxt, "offset": offset, "limit": limit,
+                          "total": total, "status": doc["status"]})
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str) -> Response:
+    _job_or_404(job_id)
+    services().store.cancel(job_id)
+    return json_response(present(_job_or_404(job_id)))
+
+
+@bp.get("/limits")
+def limits() -> Response:
+    s = services().settings
+    return json_response({
+        "max_images_per_job": s.max_images_per_job,
+        "max_request_bytes": s.max_request_bytes,
+        "max_image_bytes": s.max_image_bytes,
+        "max_image_pixels": s.max_image_pixels,
+        "formats": ["png", "jpeg", "gif", "bmp", "webp"],
+    })

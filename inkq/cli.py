@@ -1,0 +1,186 @@
+"""The ``inkq`` command: run the service or its halves, train, evaluate, and use it.
+
+Heavy imports (Celery workers, numpy, scikit-learn, gunicorn) happen inside the
+commands that need them, so ``inkq --help`` and the client commands stay quick.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .settings import ROOT, Settings, table
+
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "emnist"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """inkq: queue-backed batch handwriting recognition.
+
+    \b
+    Run everything on this machine:   inkq up
+    Submit a folder of PNGs:          inkq submit drawings/ --wait --out results.csv
+    """
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API listens on.")
+@click.option("--port", default=8000, show_default=True, help="Port the API listens on.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: CPU count).")
+def up(host: str, port: int, workers: int | None) -> None:
+    """Run the whole service in the foreground: Redis, workers and the API.
+
+    Without REDIS_URL an embedded Redis is started with its data in
+    INKQ_DATA_DIR. Ctrl-C or SIGTERM stops everything.
+
+    \b
+    Example:
+      inkq up --port 8000 --workers 2
+    """
+    from .logs import configure
+    from .supervisor import run
+
+    s = Settings.from_env()
+    configure(s.log_level, s.log_format)
+    sys.exit(run(s, host, port, workers))
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, or INKQ_API_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default 8000, or INKQ_API_PORT).")
+def api(host: str | None, port: int | None) -> None:
+    """Run only the HTTP API, under gunicorn (configured from the environment).
+
+    \b
+    Example:
+      REDIS_URL=redis://redis:6379/0 inkq api --host 0.0.0.0 --port 8000
+    """
+    from .logs import configure
+    from .wsgi_server import serve
+
+    s = Settings.from_env()
+    configure(s.log_level, s.log_format)
+    host = host or os.environ.get("INKQ_API_HOST", "127.0.0.1")
+    port = port or int(os.environ.get("INKQ_API_PORT", "8000"))
+    serve(s, host, port)
+
+
+@cli.command()
+@click.option("--concurrency", "-c", type=int, default=None,
+              help="Pool processes (default INKQ_WORKER_CONCURRENCY, else CPU count).")
+def worker(concurrency: int | None) -> None:
+    """Run only a Celery worker holding the model (configured from the environment).
+
+    \b
+    Example:
+      REDIS_URL=redis://redis:6379/0 inkq worker --concurrency 2
+    """
+    from .logs import configure
+    from .queue import BULK_QUEUE, PREDICT_QUEUE
+
+    s = Settings.from_env()
+    configure(s.log_level, s.log_format)
+    from worker.celery_app import app
+
+    n = concurrency or s.worker_concurrency or os.cpu_count() or 1
+    app.worker_main([
+        "worker", f"--loglevel={s.log_level}",
+        # Order matters: the predict queue is always consumed first.
+        "-Q", f"{PREDICT_QUEUE},{BULK_QUEUE}",
+        f"--concurrency={n}", "--pool=prefork",
+        "--without-gossip", "--without-mingle",
+        "-n", f"inkq-{os.getpid()}@%h",
+    ])
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DATA_DIR,
+              show_default=True, help="Folder with the EMNIST gzip IDX files.")
+@click.option("--prefix", default="emnist-47", show_default=True,
+              help="File name prefix (emnist-balanced for the official files).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Artifact to write (default INKQ_MODEL_PATH); the model card goes beside it.")
+@click.option("--limit", type=int, default=None, help="Train on only this many images (quick runs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=None, help="Override the number of training epochs.")
+def train(data_dir: Path, prefix: str, out: Path | None, limit: int | None, seed: int,
+          epochs: int | None) -> None:
+    """Train the model on EMNIST and write the artifact and its model card.
+
+    \b
+    Example:
+      inkq train --data-dir ../shared/emnist
+      inkq train --data-dir ~/emnist --prefix emnist-balanced --out /tmp/m.joblib
+    """
+    from worker.train import train as run_train
+
+    out = out or Settings.from_env().model_path
+    kwargs = {"prefix": prefix, "limit": limit, "seed": seed,
+              "command": "inkq train " + " ".join(sys.argv[2:])}
+    if epochs is not None:
+        kwargs["epochs"] = epochs
+    card = run_train(data_dir, out, **kwargs)
+    click.echo(f"wrote {out} (sha256 {card.get('sha256', '?')[:12]})")
+
+
+@cli.command("eval")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DATA_DIR,
+              show_default=True)
+@click.option("--prefix", default="emnist-47", show_default=True)
+@click.option("--model", "model_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Artifact to evaluate (default INKQ_MODEL_PATH).")
+@click.option("--limit", type=int, default=None, help="Evaluate only this many test images.")
+@click.option("--confusion", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the confusion matrix as a PNG here.")
+@click.option("--update-card", is_flag=True, help="Write the figures into the model card.")
+def evaluate(data_dir: Path, prefix: str, model_path: Path | None, limit: int | None,
+             confusion: Path | None, update_card: bool) -> None:
+    """Print top-1, top-5 and per-class recall on the test set, raw and as canvas drawings.
+
+    \b
+    Example:
+      inkq eval --data-dir ../shared/emnist --confusion confusion.png
+    """
+    from worker.evaluate import main as run_eval
+
+    s = Settings.from_env()
+    path = model_path or s.model_path
+    run_eval(path, data_dir, prefix=prefix, limit=limit, confusion_png=confusion,
+             update_card=update_card, echo=click.echo)
+
+
+@cli.command()
+def config() -> None:
+    """Print every setting: environment variable, default, meaning (Markdown).
+
+    \b
+    Example:
+      inkq config
+    """
+    click.echo("| variable | default | meaning |\n| --- | --- | --- |")
+    for env, default, doc in table():
+        click.echo(f"| `{env}` | `{default}` | {doc} |")
+
+
+def _register_client_commands() -> None:
+    try:
+        from .cli_client import COMMANDS
+    except ImportError:  # pragma: no cover
+        return
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_client_commands()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

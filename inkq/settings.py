@@ -1,0 +1,148 @@
+"""The one settings object of inkq, read from environment variables.
+
+Every knob lives here with its default, its unit and why it exists; the README's
+configuration table is generated from the same list (``inkq config``), so the two
+cannot drift. Precedence: defaults, then the environment, then explicit
+overrides (tests pass those).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+#: The repository (or installed tree) root: ``artifacts/`` lives beside the packages.
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Redis used by ``inkq api`` and ``inkq worker`` when REDIS_URL is unset
+#: (``inkq up`` instead starts an embedded Redis).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of inkq's configuration. Build it with :meth:`from_env`."""
+
+    redis_url: str | None = _setting(
+        "REDIS_URL", None,
+        "Redis for the broker and the job store. Unset: `inkq up` starts an embedded "
+        f"Redis; `inkq api`/`inkq worker` use {DEFAULT_REDIS_URL}.")
+    data_dir: Path = _setting(
+        "INKQ_DATA_DIR", Path(".inkq"),
+        "Folder for the embedded Redis's data (AOF) and logs.")
+    model_path: Path = _setting(
+        "INKQ_MODEL_PATH", ROOT / "artifacts" / "emnist_model.joblib",
+        "The model artifact; its model card is the `.json` beside it.")
+    result_ttl_s: int = _setting(
+        "INKQ_RESULT_TTL_S", 86_400,
+        "How long a job and its results are kept, counted from submission and "
+        "renewed when the job finishes (`expires_at`).")
+    max_images_per_job: int = _setting(
+        "INKQ_MAX_IMAGES_PER_JOB", 10_000, "Images accepted in one job (413 above).")
+    max_request_bytes: int = _setting(
+        "INKQ_MAX_REQUEST_BYTES", 256 * 1024 * 1024, "Largest request body (413 above).")
+    max_image_bytes: int = _setting(
+        "INKQ_MAX_IMAGE_BYTES", 2 * 1024 * 1024,
+        "Largest single image, decoded bytes (per-item `image_too_large`; 413 on /predict).")
+    max_image_pixels: int = _setting(
+        "INKQ_MAX_IMAGE_PIXELS", 4_000_000,
+        "Largest image, width x height, checked from the header before decoding.")
+    chunk_size: int = _setting(
+        "INKQ_CHUNK_SIZE", 64,
+        "Images per Celery task. Small enough that a worker soon turns to a waiting "
+        "single prediction, large enough to batch the model.")
+    visibility_timeout_s: int = _setting(
+        "INKQ_VISIBILITY_TIMEOUT_S", 300,
+        "Broker visibility timeout: a chunk whose worker died is redelivered after at "
+        "most this long, so it must exceed the longest time a chunk may run.")
+    predict_timeout_s: float = _setting(
+        "INKQ_PREDICT_TIMEOUT_S", 10.0, "How long POST /predict waits for a worker (504 after).")
+    redis_timeout_s: float = _setting(
+        "INKQ_REDIS_TIMEOUT_S", 0.5,
+        "Socket timeout of the API's Redis calls: a stalled Redis gives 503 within about this.")
+    worker_concurrency: int = _setting(
+        "INKQ_WORKER_CONCURRENCY", 0,
+        "Worker processes per `inkq worker` (0: one per CPU core).")
+    worker_max_memory_mb: int = _setting(
+        "INKQ_WORKER_MAX_MEMORY_MB", 600,
+        "A worker process is replaced after a task once its RSS exceeds this.")
+    worker_max_tasks_per_child: int = _setting(
+        "INKQ_WORKER_MAX_TASKS_PER_CHILD", 5_000,
+        "A worker process is replaced after this many tasks.")
+    heartbeat_s: float = _setting(
+        "INKQ_HEARTBEAT_S", 2.0, "How often workers report themselves alive for /readyz.")
+    api_processes: int = _setting(
+        "INKQ_API_PROCESSES", 1, "Gunicorn worker processes of the API.")
+    api_threads: int = _setting(
+        "INKQ_API_THREADS", 16, "Threads per API process (requests waiting on workers hold one).")
+    log_level: str = _setting("INKQ_LOG_LEVEL", "INFO", "Log level.")
+    log_format: str = _setting("INKQ_LOG_FORMAT", "text", "`text` or `json` (one JSON object per line).")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``environ`` (default ``os.environ``), then ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL
+
+    @property
+    def card_path(self) -> Path:
+        return self.model_path.with_suffix(".json")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as environment variables, for child processes."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                env[f.metadata["env"]] = str(value)
+        return env
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("bool"):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind.startswith("Path"):
+            return Path(raw)
+    except ValueError as exc:
+        raise ValueError(f"{f.metadata['env']}={raw!r}: {exc}") from None
+    return raw
+
+
+def table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows for the README's configuration table."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, Path) and default.is_absolute():
+            try:
+                default = default.relative_to(ROOT)
+            except ValueError:
+                pass
+        rows.append((f.metadata["env"], "" if default is None else str(default), f.metadata["doc"]))
+    return rows

@@ -1,0 +1,61 @@
+"""The API app on its own (Flask's test client) against a real Redis: validation and limits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from api import create_app
+from inkq.settings import Settings
+
+
+@pytest.fixture()
+def client(redis_server):
+    settings = Settings.from_env({}, redis_url=redis_server.url, max_request_bytes=10_000,
+                                 max_images_per_job=3, max_image_bytes=300)
+    return create_app(settings).test_client()
+
+
+def test_importing_api_keeps_it_thin():
+    code = ("import sys, api; api.create_app(); "
+            "print(','.join(m for m in ('numpy', 'sklearn', 'PIL', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_body_too_large_is_413(client):
+    resp = client.post("/v1/jobs", data=b'{"images": ["' + b"A" * 20_000 + b'"]}',
+                       content_type="application/json")
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_too_many_images_is_413(client):
+    resp = client.post("/v1/jobs", json={"images": ["AAAA"] * 4})
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_oversized_and_empty_images_are_item_errors(client):
+    resp = client.post("/v1/jobs", json={"images": ["", "A" * 1000]})
+    assert resp.status_code == 202
+    job = resp.get_json()
+    # Nothing is left for a worker: every item was answered up front.
+    assert (job["status"], job["done"], job["failed"]) == ("failed", 2, 2)
+    items = client.get(job["links"]["results"]).get_json()["items"]
+    assert [it["error"]["code"] for it in items] == ["invalid_image", "image_too_large"]
+
+
+def test_wrong_method_is_json_405(client):
+    resp = client.put("/v1/jobs")
+    assert resp.status_code == 405
+    assert resp.get_json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("query", ["offset=-1", "limit=0", "limit=100000", "offset=x"])
+def test_bad_paging_is_400(client, query):
+    job = client.post("/v1/jobs", json={"images": [""]}).get_json()
+    resp = client.get(f"/v1/jobs/{job['id']}/results?{query}")
+    assert resp.status_code == 400

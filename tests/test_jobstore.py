@@ -1,0 +1,76 @@
+"""The job store's atomic steps, against a real Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from inkq import keys
+from inkq.jobstore import JobStore, connect, decode_item, encode_item
+
+OK = {"prediction": "A", "confidence": 0.9, "top5": [{"label": c, "prob": p} for c, p in
+      zip("AHRNM", (0.9, 0.05, 0.03, 0.01, 0.01))]}
+BAD = {"error": {"code": "invalid_image", "message": "no"}}
+
+
+@pytest.fixture()
+def store(redis_server):
+    return JobStore(connect(redis_server.url, timeout_s=2), ttl_s=3600)
+
+
+def test_items_round_trip_compactly():
+    assert decode_item(3, encode_item(OK)) == {"index": 3, **OK}
+    assert decode_item(4, encode_item(BAD)) == {"index": 4, **BAD}
+    assert len(encode_item(OK)) < 80
+
+
+def test_a_redelivered_chunk_counts_once(store):
+    job = store.create([b"a", b"b", b"c", b"d"])
+    claim = store.claim(job["id"], 0, 2, model_version="m1")
+    assert claim.status == "running" and claim.images == [b"a", b"b"]
+    assert store.record(job["id"], 0, [OK, BAD]) == 2
+    assert store.record(job["id"], 0, [OK, BAD]) == 0  # second delivery: no-op
+    doc = store.get(job["id"])
+    assert (doc["status"], doc["done"], doc["failed"], doc["model_version"]) == ("running", 2, 1, "m1")
+    assert store.record(job["id"], 2, [OK, OK]) == 2
+    doc = store.get(job["id"])
+    assert (doc["status"], doc["done"], doc["failed"]) == ("partially_succeeded", 4, 1)
+    assert doc["finished_at"] is not None
+    assert not store.redis.exists(keys.images(job["id"]))  # images freed once finished
+
+
+def test_final_status_reflects_failures(store):
+    ok = store.create([b"a"])
+    store.record(ok["id"], 0, [OK])
+    assert store.get(ok["id"])["status"] == "succeeded"
+    bad = store.create([b"a"])
+    store.record(bad["id"], 0, [BAD])
+    assert store.get(bad["id"])["status"] == "failed"
+
+
+def test_every_key_expires(store):
+    job = store.create([b"a", b"b"], rejected={1: BAD["error"]})
+    store.claim(job["id"], 0, 1, model_version="m")
+    store.record(job["id"], 0, [OK])
+    for key in (keys.job(job["id"]), keys.results(job["id"])):
+        assert 0 < store.redis.ttl(key) <= 3600
+
+
+def test_cancel_stops_claims_and_frees_images(store):
+    job = store.create([b"a", b"b"])
+    assert store.cancel(job["id"]) == "cancelled"
+    assert store.claim(job["id"], 0, 2, model_version="m").status == "cancelled"
+    assert not store.redis.exists(keys.images(job["id"]))
+    assert store.cancel(job["id"]) == "cancelled"
+    assert store.cancel("unknown") is None
+
+
+def test_owner_scopes_visibility(store):
+    job = store.create([b"a"], owner="alice")
+    assert store.get(job["id"], owner="alice") is not None
+    assert store.get(job["id"], owner="bob") is None
+
+
+def test_idempotency_key_binds_once(store):
+    assert store.remember_idempotency("", "k1", "job-1") is None
+    assert store.remember_idempotency("", "k1", "job-2") == "job-1"
+    assert store.remember_idempotency("other", "k1", "job-3") is None

@@ -1,0 +1,154 @@
+"""End to end: the real API, real Redis and real Celery worker processes."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import pytest
+
+import worker
+from tests.conftest import data_url, wait_until
+
+FINISHED = {"succeeded", "partially_succeeded", "failed", "cancelled"}
+
+
+def wait_finished(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
+    def finished():
+        doc = client.get(f"/v1/jobs/{job_id}").json()
+        return doc if doc["status"] in FINISHED else None
+
+    return wait_until(finished, timeout_s, f"job {job_id} to finish", interval_s=0.2)
+
+
+def all_results(client: httpx.Client, job_id: str, limit: int = 100) -> list[dict]:
+    items, url = [], f"/v1/jobs/{job_id}/results?limit={limit}"
+    while url:
+        page = client.get(url).json()
+        items += page["items"]
+        url = page["next"]
+    return items
+
+
+def test_bulk_job_end_to_end(live_service, canvas_pngs):
+    images = [data_url(png) for png, _ in canvas_pngs]
+    images.insert(7, base64.b64encode(b"this is not an image").decode())
+    images.insert(100, "data:image/png;base64,!!!not base64!!!")
+    with live_service.client() as client:
+        resp = client.post("/v1/jobs", json={"images": images})
+        assert resp.status_code == 202, resp.text
+        job = resp.json()
+        assert job["status"] in ("queued", "running")
+        assert job["total"] == len(images)
+        assert resp.headers["Location"] == job["links"]["self"] == f"/v1/jobs/{job['id']}"
+        assert len(job["id"]) >= 22
+
+        doc = wait_finished(client, job["id"])
+        assert doc["status"] == "partially_succeeded"
+        assert (doc["total"], doc["done"], doc["failed"], doc["succeeded"]) == (
+            len(images), len(images), 2, len(images) - 2)
+        assert doc["started_at"] and doc["finished_at"] and doc["expires_at"]
+        assert doc["model_version"]
+
+        items = all_results(client, job["id"])
+    assert [it["index"] for it in items] == list(range(len(images)))
+    assert items[7]["error"]["code"] == "invalid_image"
+    assert items[100]["error"]["code"] == "invalid_base64"
+
+    # Exactly what the in-process library gives for the same images.
+    expected = worker.classify(images)
+    assert [{k: v for k, v in it.items() if k != "index"} for it in items] == expected
+
+    good = [it for i, it in enumerate(items) if i not in (7, 100)]
+    labels = [label for _, label in canvas_pngs]
+    for it in good:
+        assert len(it["top5"]) == 5 and it["prediction"] == it["top5"][0]["label"]
+        probs = [c["prob"] for c in it["top5"]]
+        assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1
+    accuracy = sum(it["prediction"] == lab for it, lab in zip(good, labels)) / len(labels)
+    top5 = sum(lab in {c["label"] for c in it["top5"]} for it, lab in zip(good, labels)) / len(labels)
+    assert accuracy > 0.75, accuracy  # chance is 1/47
+    assert top5 > 0.93, top5
+
+
+def test_results_are_readable_while_running_and_paged(live_service, canvas_pngs):
+    images = [data_url(png) for png, _ in canvas_pngs[:50]]
+    with live_service.client() as client:
+        job = client.post("/v1/jobs", json={"images": images}).json()
+        page = client.get(f"/v1/jobs/{job['id']}/results?offset=0&limit=20").json()
+        assert page["next"] == f"/v1/jobs/{job['id']}/results?offset=20&limit=20"
+        assert all(0 <= it["index"] < 20 for it in page["items"])
+        wait_finished(client, job["id"])
+        last = client.get(f"/v1/jobs/{job['id']}/results?offset=40&limit=20").json()
+        assert last["next"] is None
+        assert [it["index"] for it in last["items"]] == list(range(40, 50))
+
+
+def test_predict_clear_drawings(live_service, clear_pngs):
+    with live_service.client() as client:
+        for png, char in clear_pngs:
+            resp = client.post("/predict", json={"image": data_url(png)})
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert set(body) == {"prediction", "confidence", "top5"}
+            assert body["prediction"] == char, (char, body["top5"])
+        bare = base64.b64encode(clear_pngs[0][0]).decode()
+        assert client.post("/predict", json={"image": bare}).json()["prediction"] == clear_pngs[0][1]
+
+
+def test_predict_bad_images_are_4xx(live_service):
+    with live_service.client() as client:
+        resp = client.post("/predict", json={"image": base64.b64encode(b"GIF89a-nope").decode()})
+        assert resp.status_code == 422
+        assert resp.json()["error"]["code"] == "invalid_image"
+        resp = client.post("/predict", json={"image": 42})
+        assert resp.status_code == 400
+        assert resp.json()["error"]["code"] == "validation_failed"
+
+
+@pytest.mark.parametrize("body, code", [
+    (b"{not json", "invalid_json"),
+    (b"[]", "validation_failed"),
+    (b'{"images": "abc"}', "validation_failed"),
+    (b'{"images": []}', "validation_failed"),
+    (b'{"images": [1, 2]}', "validation_failed"),
+    (b'{"pictures": ["abc"]}', "validation_failed"),
+])
+def test_malformed_job_bodies_are_400(live_service, body, code):
+    with live_service.client() as client:
+        resp = client.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == code
+
+
+def test_unknown_job_is_404(live_service):
+    with live_service.client() as client:
+        for url in ("/v1/jobs/nope", "/v1/jobs/nope/results"):
+            resp = client.get(url)
+            assert resp.status_code == 404
+            assert resp.json()["error"]["code"] == "job_not_found"
+        assert client.delete("/v1/jobs/nope").status_code == 404
+        resp = client.get("/no/such/route")
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
+
+
+def test_cancel_skips_unclassified_items(live_service, canvas_pngs):
+    images = [data_url(png) for png, _ in canvas_pngs] * 8  # ~60 chunks
+    with live_service.client() as client:
+        job = client.post("/v1/jobs", json={"images": images}).json()
+        resp = client.delete(f"/v1/jobs/{job['id']}")
+        assert resp.status_code == 200
+        assert resp.json()["status"] == "cancelled"
+        time.sleep(1.5)  # chunks already reserved find the flag and stop
+        doc = client.get(f"/v1/jobs/{job['id']}").json()
+    assert doc["status"] == "cancelled"
+    assert doc["done"] < doc["total"]
+
+
+def test_health_probes(live_service):
+    with live_service.client() as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["workers"] >= 1

@@ -1,0 +1,73 @@
+"""The Celery tasks: thin wrappers that fetch, call the pipeline, and store.
+
+The logic lives in :func:`run_chunk` and :func:`run_predict`, plain functions
+that tests call directly with a real store and model.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from inkq import keys
+from inkq.jobstore import RUNNING, JobStore
+from inkq.queue import CLASSIFY_CHUNK, PREDICT
+from inkq.settings import Settings
+
+from . import runtime
+from .celery_app import app
+from .model import Model
+from .pipeline import classify_encoded
+
+log = logging.getLogger(__name__)
+
+#: A /predict reply waits this long for the API to read it.
+REPLY_TTL_S = 60
+
+
+def run_chunk(job_id: str, start: int, stop: int, *, store: JobStore, model: Model,
+              settings: Settings) -> int:
+    """Classify images ``[start, stop)`` of a job and record them; returns items newly recorded."""
+    claim = store.claim(job_id, start, stop, model_version=model.version)
+    if claim.status != RUNNING:
+        log.info("job %s chunk %d-%d skipped: job is %s", job_id, start, stop, claim.status)
+        return 0
+    # Items refused at submission are stored as empty placeholders, already answered.
+    todo = [i for i, image in enumerate(claim.images) if image]
+    items = classify_encoded(
+        model, [claim.images[i] for i in todo],
+        max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels)
+    slots: list[dict[str, Any] | None] = [None] * len(claim.images)
+    for i, item in zip(todo, items):
+        slots[i] = item
+    added = store.record(job_id, start, slots)
+    log.info("job %s chunk %d-%d: %d items recorded", job_id, start, stop, added)
+    return added
+
+
+def run_predict(request_id: str, image: str, *, store: JobStore, model: Model,
+                settings: Settings) -> dict[str, Any]:
+    """Classify one image and hand the item to the API request waiting on its reply key."""
+    item = classify_encoded(
+        model, [image],
+        max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels)[0]
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.lpush(keys.reply(request_id), orjson.dumps(item))
+    pipe.expire(keys.reply(request_id), REPLY_TTL_S)
+    pipe.execute()
+    return item
+
+
+@app.task(name=CLASSIFY_CHUNK)
+def classify_chunk(job_id: str, start: int, stop: int) -> int:
+    return run_chunk(job_id, start, stop, store=runtime.store(), model=runtime.model(),
+                     settings=runtime.settings())
+
+
+# A lost single prediction is not worth redelivering: its caller has given up by then.
+@app.task(name=PREDICT, acks_late=False)
+def predict(request_id: str, image: str) -> None:
+    run_predict(request_id, image, store=runtime.store(), model=runtime.model(),
+                settings=runtime.settings())

@@ -31,8 +31,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     register_error_handlers(app)
 
+    from .auth import authenticate
     from .routes import health, jobs, page, predict
 
+    app.before_request(authenticate)
     for module in (health, jobs, predict, page):
         app.register_blueprint(module.bp)
     return app

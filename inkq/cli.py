@@ -124,7 +124,7 @@ def train(data_dir: Path, prefix: str, out: Path | None, limit: int | None, seed
     if epochs is not None:
         kwargs["epochs"] = epochs
     card = run_train(data_dir, out, **kwargs)
-    click.echo(f"wrote {out} (sha256 {card.get('sha256', '?')[:12]})")
+    click.echo(f"wrote {out} (sha256 {(card.get('artifact') or {}).get('sha256', '?')[:12]})")
 
 
 @cli.command("eval")
@@ -151,6 +151,79 @@ def evaluate(data_dir: Path, prefix: str, model_path: Path | None, limit: int | 
     path = model_path or s.model_path
     run_eval(path, data_dir, prefix=prefix, limit=limit, confusion_png=confusion,
              update_card=update_card, echo=click.echo)
+
+
+def _redis_for_cli(settings: Settings):
+    """Redis for admin commands: REDIS_URL, else the embedded one a running `inkq up` announced."""
+    from .embedded_redis import announced_url
+    from .jobstore import connect
+
+    url = settings.redis_url or announced_url(settings.data_dir / "redis") or settings.broker_url
+    return connect(url, timeout_s=5)
+
+
+@cli.group()
+def keys() -> None:
+    """Manage API keys (stored in Redis as sha256 digests only).
+
+    \b
+    Example:
+      inkq keys add ci-uploader      # prints the key once
+      inkq keys list
+      inkq keys revoke ci-uploader   # refused from the next request on
+    """
+
+
+@keys.command("add")
+@click.argument("name")
+def keys_add(name: str) -> None:
+    """Create a key called NAME and print it (it is shown only this once).
+
+    \b
+    Example:
+      inkq keys add alice
+    """
+    from .apikeys import KeyRing
+
+    try:
+        key = KeyRing(_redis_for_cli(Settings.from_env())).add(name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(key)
+    click.echo(f"key {name!r} created; store it now, it cannot be shown again.", err=True)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List key names, creation dates and digest prefixes (never the keys).
+
+    \b
+    Example:
+      inkq keys list
+    """
+    import datetime
+
+    from .apikeys import KeyRing
+
+    for info in KeyRing(_redis_for_cli(Settings.from_env())).list():
+        created = datetime.datetime.fromtimestamp(info.created_at, datetime.timezone.utc)
+        click.echo(f"{info.name}\t{created:%Y-%m-%d %H:%M}Z\tsha256:{info.digest[:12]}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+def keys_revoke(name: str) -> None:
+    """Revoke the key called NAME; requests with it are refused at once.
+
+    \b
+    Example:
+      inkq keys revoke alice
+    """
+    from .apikeys import KeyRing
+
+    if not KeyRing(_redis_for_cli(Settings.from_env())).revoke(name):
+        raise click.UsageError(f"no key named {name!r}")
+    click.echo(f"key {name!r} revoked")
 
 
 @cli.command()

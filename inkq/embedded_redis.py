@@ -36,6 +36,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def announced_url(data_dir: Path) -> str | None:
+    """The URL a running embedded Redis wrote into its data folder, if any."""
+    path = Path(data_dir) / "url"
+    return path.read_text().strip() if path.exists() else None
+
+
 class EmbeddedRedis:
     """Start with :meth:`start`, stop with :meth:`stop`; ``url`` points at it."""
 
@@ -67,6 +73,7 @@ class EmbeddedRedis:
         while True:
             try:
                 if client.ping():
+                    (self.data_dir / "url").write_text(self.url + "\n")
                     return self
             except (redis.ConnectionError, redis.BusyLoadingError):
                 pass
@@ -80,6 +87,7 @@ class EmbeddedRedis:
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.proc is None:
             return
+        (self.data_dir / "url").unlink(missing_ok=True)
         if self.proc.poll() is None:
             self.proc.terminate()  # SIGTERM: redis flushes the AOF and exits
             try:

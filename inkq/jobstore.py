@@ -14,6 +14,7 @@ item error. :func:`decode_item` turns either into the API's item form.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -102,6 +103,33 @@ def connect(url: str, *, timeout_s: float | None = None, **kwargs: Any) -> redis
         health_check_interval=30,
         **kwargs,
     )
+
+
+def check_redis_config(client: redis.Redis, log: logging.Logger) -> list[str]:
+    """Warn loudly about Redis settings that lose work; returns the warnings.
+
+    ``maxmemory-policy`` other than ``noeviction`` lets Redis silently evict
+    queued images, results or the queue itself under memory pressure.
+    """
+    warnings = []
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+        aof = client.config_get("appendonly").get("appendonly", "")
+    except redis.ResponseError:  # CONFIG disabled (managed Redis): nothing to check
+        return warnings
+    except redis.RedisError as exc:
+        log.warning("could not check the Redis configuration: %s", exc)
+        return warnings
+    if policy != "noeviction":
+        warnings.append(f"Redis maxmemory-policy is {policy!r}, not 'noeviction': under memory "
+                        "pressure Redis will silently DROP queued jobs and results. "
+                        "Run Redis with --maxmemory-policy noeviction.")
+    if aof != "yes":
+        warnings.append("Redis runs without the append-only file: a restart loses every queued "
+                        "job. Run Redis with --appendonly yes.")
+    for w in warnings:
+        log.warning("!" * 8 + " " + w)
+    return warnings
 
 
 def new_job_id() -> str:

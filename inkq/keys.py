@@ -16,6 +16,8 @@ inkq:reply:{request id}             list    the one reply to a POST /predict
 inkq:workers                        zset    worker id -> last heartbeat (epoch s)
 inkq:worker:{worker id}             hash    what a worker reports (model version, pid)
 inkq:model_version                  string  the model version workers last announced
+inkq:apikeys                        hash    sha256(API key) -> {name, created_at}
+inkq:rate:{who}:{minute}            string  requests counted in one rate-limit window
 ==================================  ======  ================================================
 """
 
@@ -54,3 +56,11 @@ def worker(worker_id: str) -> str:
 
 def model_version() -> str:
     return f"{PREFIX}:model_version"
+
+
+def api_keys() -> str:
+    return f"{PREFIX}:apikeys"
+
+
+def rate(who: str, window: int) -> str:
+    return f"{PREFIX}:rate:{who}:{window}"

@@ -82,6 +82,13 @@ class Settings:
         "INKQ_API_PROCESSES", 1, "Gunicorn worker processes of the API.")
     api_threads: int = _setting(
         "INKQ_API_THREADS", 16, "Threads per API process (requests waiting on workers hold one).")
+    require_api_key: bool = _setting(
+        "INKQ_REQUIRE_API_KEY", False,
+        "Require an API key (`Authorization: Bearer <key>`) on /v1 and /predict; "
+        "manage keys with `inkq keys`.")
+    rate_limit_per_min: int = _setting(
+        "INKQ_RATE_LIMIT_PER_MIN", 6_000,
+        "Requests per minute per API key (per client address without keys); 0 turns it off.")
     log_level: str = _setting("INKQ_LOG_LEVEL", "INFO", "Log level.")
     log_format: str = _setting("INKQ_LOG_FORMAT", "text", "`text` or `json` (one JSON object per line).")
 

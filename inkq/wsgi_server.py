@@ -29,6 +29,11 @@ class _Server(BaseApplication):
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
+    import logging
+
+    from .jobstore import check_redis_config, connect
+
+    check_redis_config(connect(settings.broker_url, timeout_s=2), logging.getLogger("inkq.api"))
     _Server({
         "bind": f"{host}:{port}",
         "workers": settings.api_processes,

@@ -18,7 +18,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from celery import signals  # noqa: E402
 
-from inkq.jobstore import connect  # noqa: E402
+from inkq.jobstore import check_redis_config, connect  # noqa: E402
 from inkq.queue import make_celery  # noqa: E402
 from inkq.settings import Settings  # noqa: E402
 
@@ -35,6 +35,7 @@ def _load_model(**_: object) -> None:
 
     model = runtime.model()
     log.info("model %s loaded (%d classes)", model.version, len(model.labels))
+    check_redis_config(runtime.store().redis, log)
 
 
 @signals.worker_ready.connect

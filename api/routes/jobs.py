@@ -14,6 +14,7 @@ from inkq.errors import (
 from inkq.jobstore import FINISHED
 from inkq.queue import CLASSIFY_CHUNK
 
+from ..auth import owner
 from ..responses import iso, json_response
 from ..services import services
 
@@ -31,10 +32,6 @@ def read_json() -> Any:
         return orjson.loads(request.get_data(cache=False))
     except orjson.JSONDecodeError as exc:
         raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from None
-
-
-def owner() -> str:
-    return ""
 
 
 def present(doc: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import keys
 from .errors import StoreUnavailable
@@ -95,12 +97,17 @@ return status
 
 
 def connect(url: str, *, timeout_s: float | None = None, **kwargs: Any) -> redis.Redis:
-    """A Redis client whose calls fail fast (``timeout_s``) instead of hanging."""
+    """A Redis client whose calls fail fast (``timeout_s``) instead of hanging.
+
+    A dropped connection (Redis restarted) is retried once at once on a fresh
+    one; a timeout is not retried, so a stalled Redis costs one ``timeout_s``.
+    """
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         **kwargs,
     )
 

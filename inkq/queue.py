@@ -42,6 +42,11 @@ def make_celery(settings: Settings, *, include: list[str] | None = None,
         worker_prefetch_multiplier=1,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for chunks held by dead workers every few seconds (kombu's
+            # default is 10 s x throttle 10): a lost chunk then comes back at most
+            # this much after its visibility timeout.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
+            "unacked_restore_throttle": 1,
             "socket_timeout": publish_timeout_s,
             "socket_connect_timeout": min(2.0, publish_timeout_s),
             "retry_on_timeout": True,

@@ -82,7 +82,7 @@ class Service:
 def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen:
     log = open(log_dir / f"{name}.log", "ab")
     return popen_child(python_module("inkq.cli", *args), env=child_env(env), stdout=log,
-                       stderr=subprocess.STDOUT, cwd=ROOT)
+                       stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
@@ -109,28 +109,37 @@ def redis_server(tmp_path_factory) -> Iterator[EmbeddedRedis]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def live_service(redis_server: EmbeddedRedis, tmp_path_factory) -> Iterator[Service]:
-    """Two real Celery worker processes and the API under gunicorn, on a real Redis."""
-    log_dir = tmp_path_factory.mktemp("logs")
+def start_service(redis_url: str, log_dir: Path, env: dict[str, str] | None = None,
+                  workers: int = 1) -> Service:
+    """``workers`` separate ``inkq worker`` processes (each in its own session, so a
+    test can kill one with its pool) and one ``inkq api``, ready to use."""
     port = free_port()
-    env = {**SERVICE_ENV, "REDIS_URL": redis_server.url}
-    procs = {
-        "worker": start_process("worker", ["worker"], env, log_dir),
-        "api": start_process("api", ["api", "--port", str(port)], env, log_dir),
-    }
-    service = Service(url=f"http://127.0.0.1:{port}", redis_url=redis_server.url,
-                      redis=redis.Redis.from_url(redis_server.url), procs=procs,
-                      log_dir=log_dir, env=env)
+    env = {**SERVICE_ENV, **(env or {}), "REDIS_URL": redis_url}
+    procs = {"api": start_process("api", ["api", "--port", str(port)], env, log_dir)}
+    for n in range(workers):
+        procs[f"worker{n}"] = start_process(f"worker{n}", ["worker"], env, log_dir)
+    service = Service(url=f"http://127.0.0.1:{port}", redis_url=redis_url,
+                      redis=redis.Redis.from_url(redis_url), procs=procs, log_dir=log_dir, env=env)
     try:
         wait_until(lambda: ready(service.url) or any(p.poll() is not None for p in procs.values()),
                    120, "the service to be ready")
         dead = [n for n, p in procs.items() if p.poll() is not None]
         if dead:
             raise RuntimeError(f"{dead} exited:\n" + "\n".join(service.logs(n) for n in dead))
+    except BaseException:
+        stop_all(list(procs.values()))
+        raise
+    return service
+
+
+@pytest.fixture(scope="session")
+def live_service(redis_server: EmbeddedRedis, tmp_path_factory) -> Iterator[Service]:
+    """Real Celery workers (one worker, two pool processes) and the API under gunicorn."""
+    service = start_service(redis_server.url, tmp_path_factory.mktemp("logs"))
+    try:
         yield service
     finally:
-        stop_all(list(procs.values()))
+        stop_all(list(service.procs.values()))
 
 
 def data_url(png: bytes) -> str:

@@ -7,11 +7,14 @@ that tests call directly with a real store and model.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import Any, Callable, TypeVar
 
 import orjson
+from celery.exceptions import Reject
 
 from inkq import keys
+from inkq.errors import StoreUnavailable
 from inkq.jobstore import RUNNING, JobStore
 from inkq.queue import CLASSIFY_CHUNK, PREDICT
 from inkq.settings import Settings
@@ -22,6 +25,8 @@ from .model import Model
 from .pipeline import classify_encoded
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: A /predict reply waits this long for the API to read it.
 REPLY_TTL_S = 60
@@ -60,10 +65,38 @@ def run_predict(request_id: str, image: str, *, store: JobStore, model: Model,
     return item
 
 
+def riding_out_outages(fn: Callable[[], T], *, patience_s: float) -> T:
+    """Call ``fn`` again while Redis is unavailable, for up to ``patience_s``.
+
+    A chunk is idempotent, so redoing it after a Redis restart is safe; waiting
+    here keeps the chunk with this worker instead of leaving it to the broker's
+    visibility timeout.
+    """
+    deadline = time.monotonic() + patience_s
+    delay = 0.1
+    while True:
+        try:
+            return fn()
+        except StoreUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 @app.task(name=CLASSIFY_CHUNK)
 def classify_chunk(job_id: str, start: int, stop: int) -> int:
-    return run_chunk(job_id, start, stop, store=runtime.store(), model=runtime.model(),
-                     settings=runtime.settings())
+    s = runtime.settings()
+    try:
+        return riding_out_outages(
+            lambda: run_chunk(job_id, start, stop, store=runtime.store(), model=runtime.model(),
+                              settings=s),
+            patience_s=s.visibility_timeout_s / 2)
+    except StoreUnavailable as exc:
+        # Back on the queue (or, if Redis is still gone, left unacknowledged for
+        # the visibility timeout to restore): a failed chunk is never dropped.
+        raise Reject(exc, requeue=True) from exc
 
 
 # A lost single prediction is not worth redelivering: its caller has given up by then.

@@ -1,0 +1,160 @@
+"""Nothing lost, nothing counted twice: killed workers, restarted and stalled Redis.
+
+Each test runs its own stack (a Redis with AOF, real worker processes, the
+API) so it can kill parts of it, with a short visibility timeout so a chunk
+held by a dead worker comes back within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import psutil
+import pytest
+
+from inkq import keys
+from inkq.embedded_redis import EmbeddedRedis
+from inkq.procs import stop_all
+from tests.conftest import data_url, start_process, start_service, wait_until
+
+VISIBILITY_S = 4
+ENV = {"INKQ_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S), "INKQ_CHUNK_SIZE": "16",
+       "INKQ_WORKER_CONCURRENCY": "2"}
+FINISHED = {"succeeded", "partially_succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture()
+def stack(tmp_path):
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    service = start_service(server.url, tmp_path, ENV)
+    service.server = server
+    try:
+        yield service
+    finally:
+        stop_all(list(service.procs.values()))
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def big_job(canvas_pngs) -> list[str]:
+    return [data_url(png) for png, _ in canvas_pngs] * 5  # 1,200 images, 75 chunks
+
+
+def submit(url: str, images: list[str]) -> str:
+    resp = httpx.post(f"{url}/v1/jobs", json={"images": images}, timeout=60)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"]
+
+
+def job(url: str, job_id: str) -> dict:
+    return httpx.get(f"{url}/v1/jobs/{job_id}", timeout=5).json()
+
+
+def wait_progress(url: str, job_id: str, at_least: int = 1) -> dict:
+    return wait_until(lambda: (d := job(url, job_id))["done"] >= at_least and d, 60, "progress", 0.02)
+
+
+def wait_finished(url: str, job_id: str, timeout_s: float = 90) -> dict:
+    def finished():
+        try:
+            d = job(url, job_id)
+        except httpx.HTTPError:
+            return None
+        return d if d.get("status") in FINISHED else None
+
+    return wait_until(finished, timeout_s, f"job {job_id} to finish", 0.2)
+
+
+def assert_exactly_once(service, job_id: str, total: int) -> None:
+    doc = job(service.url, job_id)
+    assert doc["status"] in ("succeeded", "partially_succeeded"), doc
+    assert doc["done"] == total, doc
+    stored = service.redis.hlen(keys.results(job_id))
+    assert stored == total
+    items = []
+    url = f"/v1/jobs/{job_id}/results"
+    while url:
+        page = httpx.get(service.url + url, timeout=10).json()
+        items += page["items"]
+        url = page["next"]
+    assert [it["index"] for it in items] == list(range(total))
+    assert doc["failed"] == sum("error" in it for it in items)
+
+
+def worker_family(service, name: str = "worker0") -> tuple[psutil.Process, list[psutil.Process]]:
+    main = psutil.Process(service.procs[name].pid)
+    return main, main.children(recursive=True)
+
+
+def test_killed_pool_child_loses_nothing(stack, big_job):
+    job_id = submit(stack.url, big_job)
+    wait_progress(stack.url, job_id)
+    _, children = worker_family(stack)
+    assert children, "the worker has no pool processes"
+    os.kill(children[0].pid, signal.SIGKILL)
+    wait_finished(stack.url, job_id)
+    assert_exactly_once(stack, job_id, len(big_job))
+    assert "signal 9" in stack.logs("worker0", tail=200_000)  # a chunk really was cut short
+
+
+def test_killed_worker_loses_nothing(stack, big_job):
+    job_id = submit(stack.url, big_job)
+    wait_progress(stack.url, job_id)
+    os.killpg(stack.procs["worker0"].pid, signal.SIGKILL)  # the worker and its whole pool
+    stack.procs["worker0"].wait(10)
+    before = job(stack.url, job_id)
+    assert before["done"] < before["total"], "the job finished before the kill; make it bigger"
+    stack.procs["worker1"] = start_process("worker1", ["worker"], stack.env, stack.log_dir)
+    wait_finished(stack.url, job_id, timeout_s=VISIBILITY_S + 90)
+    assert_exactly_once(stack, job_id, len(big_job))
+
+
+def test_redis_restart_loses_nothing(stack, big_job):
+    job_id = submit(stack.url, big_job)
+    wait_progress(stack.url, job_id)
+    port, data_dir = stack.server.port, stack.server.data_dir
+    stack.server.stop()
+    time.sleep(1.0)
+    stack.server = EmbeddedRedis(data_dir, port=port).start()
+    wait_finished(stack.url, job_id, timeout_s=VISIBILITY_S + 90)
+    assert_exactly_once(stack, job_id, len(big_job))
+
+
+def answer_time(url: str) -> tuple[int, float]:
+    start = time.monotonic()
+    resp = httpx.get(url, timeout=5)
+    elapsed = time.monotonic() - start
+    assert resp.headers["Content-Type"].startswith("application/json")
+    return resp.status_code, elapsed
+
+
+@pytest.mark.parametrize("outage", ["stopped", "frozen"])
+def test_redis_outage_is_503_fast_and_recovers(stack, canvas_pngs, outage):
+    first = submit(stack.url, [data_url(canvas_pngs[0][0])])
+    wait_finished(stack.url, first)
+    port, data_dir = stack.server.port, stack.server.data_dir
+    if outage == "stopped":
+        stack.server.stop()
+    else:
+        os.kill(stack.server.proc.pid, signal.SIGSTOP)
+    try:
+        for path in (f"/v1/jobs/{first}", "/readyz"):
+            for _ in range(3):
+                status, elapsed = answer_time(stack.url + path)
+                assert status == 503 and elapsed < 1.0, (path, status, elapsed)
+        resp = httpx.post(f"{stack.url}/v1/jobs", json={"images": ["AAAA"]}, timeout=5)
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == "store_unavailable"
+    finally:
+        if outage == "stopped":
+            stack.server = EmbeddedRedis(data_dir, port=port).start()
+        else:
+            os.kill(stack.server.proc.pid, signal.SIGCONT)
+    # Both recover on their own; workers reconnect without a restart.
+    wait_until(lambda: answer_time(stack.url + "/readyz")[0] == 200, 30, "readyz to recover")
+    again = submit(stack.url, [data_url(png) for png, _ in canvas_pngs[:40]])
+    wait_finished(stack.url, again, timeout_s=60)
+    assert job(stack.url, again)["done"] == 40
+    assert all(p.poll() is None for p in stack.procs.values())

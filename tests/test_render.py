@@ -1,0 +1,116 @@
+"""The canvas and pen renderers used by tests, `inkq eval` and benchmarks."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from worker.emnist import load_split
+from worker.render import CANVAS, STYLES, pen_ink, render_canvas, render_pen
+
+
+def emnist_dir() -> Path:
+    env = os.environ.get("INKQ_EMNIST_DIR")
+    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "emnist"
+    if not (d / "emnist-47-test-images-idx3-ubyte.gz").exists():
+        msg = f"EMNIST data not found in {d} (set INKQ_EMNIST_DIR)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return d
+
+
+@pytest.fixture(scope="module")
+def images():
+    X, y = load_split(emnist_dir(), "test")
+    return X[:40]
+
+
+def _open(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    assert im.format == "PNG" and im.size == (CANVAS, CANVAS)
+    return im
+
+
+def test_deterministic(images):
+    for fn in (render_canvas, render_pen):
+        a = fn(images[0], np.random.default_rng(5))
+        b = fn(images[0], np.random.default_rng(5))
+        c = fn(images[0], np.random.default_rng(6))
+        assert a == b and a != c
+
+
+@pytest.mark.parametrize("style,mode", [("transparent", "RGBA"), ("white", "RGB"), ("dark", "RGB"), ("colour", "RGB")])
+def test_styles(images, style, mode):
+    im = _open(render_canvas(images[1], np.random.default_rng(0), style))
+    assert im.mode == mode
+    a = np.asarray(im.convert("RGBA"), np.float32)
+    if style == "transparent":
+        assert a[0, 0, 3] == 0 and a[..., 3].max() == 255
+    elif style == "white":
+        assert a[0, 0, :3].min() > 200 and a[..., :3].min() < 80
+    elif style == "dark":
+        assert a[0, 0, :3].max() < 60 and a[..., :3].max() > 190
+
+
+def test_random_style_covers_all(images):
+    rng = np.random.default_rng(0)
+    modes = {_open(render_canvas(images[i % 40], rng)).mode for i in range(40)}
+    assert modes == {"RGBA", "RGB"}
+    assert len(STYLES) == 4
+    with pytest.raises(ValueError):
+        render_canvas(images[0], rng, "sepia")
+
+
+def _extent(ink: np.ndarray) -> float:
+    rows = np.flatnonzero((ink > 0.1).any(1))
+    cols = np.flatnonzero((ink > 0.1).any(0))
+    return max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / CANVAS
+
+
+def test_canvas_size_and_position_vary(images):
+    rng = np.random.default_rng(1)
+    ext, cx = [], []
+    for x in images:
+        a = np.asarray(_open(render_canvas(x, rng, "transparent")))[..., 3] / 255.0
+        ext.append(_extent(a))
+        cx.append(np.nonzero(a > 0.5)[1].mean())
+    assert 0.28 <= min(ext) and max(ext) <= 0.92
+    assert max(ext) - min(ext) > 0.3
+    assert np.std(cx) > 20  # off-centre
+
+
+@pytest.mark.parametrize("width_frac", [0.025, 0.045, 0.07])
+def test_pen_has_even_width_and_sharp_edges(images, width_frac):
+    ink = pen_ink(images[2], np.random.default_rng(0), width_frac)
+    # 2 * area / perimeter of an even stroke is its width (a little less at its ends)
+    gy, gx = np.diff(ink, axis=0)[:, :-1], np.diff(ink, axis=1)[:-1, :]
+    w = 2 * ink.sum() / np.sqrt(gx**2 + gy**2).sum() / CANVAS
+    assert 0.75 * width_frac < w < 1.1 * width_frac
+    # sharp: anti-aliased edges are at most ~1 px, so few pixels are in between
+    partial = ((ink > 0.05) & (ink < 0.95)).sum() / (ink > 0.05).sum()
+    assert partial < 0.35
+    assert 0.28 <= _extent(ink) <= 0.92
+
+
+def test_pen_png_is_transparent_dark_ink(images):
+    a = np.asarray(_open(render_pen(images[3], np.random.default_rng(0))))
+    assert a.shape == (CANVAS, CANVAS, 4)
+    assert a[..., :3].max() == 0 and a[..., 3].max() == 255 and a[0, 0, 3] == 0
+
+
+def test_pen_keeps_the_character(images):
+    """The pen retrace stays close to the glyph: correlate at 28x28."""
+    from worker.preprocess import preprocess
+
+    corr = []
+    rng = np.random.default_rng(0)
+    for x in images[:20]:
+        out = preprocess(render_pen(x, rng, 0.04))
+        corr.append(np.corrcoef(out.ravel(), x.ravel().astype(np.float32))[0, 1])
+    assert np.median(corr) > 0.7

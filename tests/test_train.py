@@ -1,0 +1,52 @@
+"""Training end to end on a small subset: a loadable artifact and a complete card."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.model import load_model
+from worker.train import augment, train
+
+
+def emnist_dir() -> Path:
+    env = os.environ.get("INKQ_EMNIST_DIR")
+    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "emnist"
+    if not (d / "emnist-47-test-images-idx3-ubyte.gz").exists():
+        msg = f"EMNIST data not found in {d} (set INKQ_EMNIST_DIR)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return d
+
+
+def test_train_small_subset(tmp_path):
+    out = tmp_path / "m.joblib"
+    lines: list[str] = []
+    card = train(emnist_dir(), out, limit=2000, epochs=1, seed=3, evaluate_test=True,
+                 eval_limit=200, eval_renderings=False, command="pytest", progress=lines.append)
+    assert out.exists() and out.with_suffix(".json").exists()
+    on_disk = json.loads(out.with_suffix(".json").read_text())
+    assert on_disk["artifact"]["sha256"] == card["artifact"]["sha256"]
+    assert on_disk["training"]["command"] == "pytest"
+    assert on_disk["data"]["limit"] == 2000
+    assert "top1" in on_disk["eval"]["raw"]
+    assert any("epoch 1/1" in m for m in lines) and any("left" in m for m in lines)
+    m = load_model(out)
+    p = m.predict_proba(np.zeros((2, 28, 28), np.float32))
+    assert p.shape == (2, 47)
+
+
+def test_augment_is_reproducible_and_sane():
+    X = np.zeros((4, 28, 28), np.float32)
+    X[:, 6:22, 12:16] = 1.0
+    a = augment(X, np.random.default_rng(0))
+    b = augment(X, np.random.default_rng(0))
+    assert np.array_equal(a, b)
+    assert a.shape == X.shape and a.dtype == np.float32
+    assert a.min() >= 0 and a.max() <= 1
+    assert np.all(a.sum((1, 2)) > 0.5 * X.sum((1, 2)))

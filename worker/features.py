@@ -1,0 +1,191 @@
+"""Feature transformers of the model pipeline (scikit-learn, batched numpy).
+
+Every transformer takes ``(n, 28, 28)`` float arrays (upright, ink = 1, values
+in [0, 1]; a flat ``(n, 784)`` array is accepted too) and works on the whole
+batch at once: no per-image Python.
+
+- :class:`Deskew` -- moment deskewing: shears each image so that its ink's
+  principal axis is vertical (``x' = x + (mu11 / mu02) * (y - cy)``), with
+  bilinear interpolation, output ``(n, 28, 28)``.
+- :class:`HOG` -- histograms of oriented gradients: signed orientations soft-
+  assigned to ``bins`` bins, pooled over ``cell`` x ``cell`` pixel cells with
+  bilinear spatial weights, each cell normalised by the energy of its 2x2
+  cell block, square-rooted. Output ``(n, n_cells * bins)``.
+- :class:`Pixels` -- the pixels themselves, optionally average-pooled.
+- :class:`Concat` -- horizontal concatenation of several feature transformers
+  applied to the same input (a light ``FeatureUnion`` that keeps float32).
+
+All are stateless (``fit`` only records the input shape), picklable and keep
+float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+#: Version of the features, recorded in the model card.
+FEATURES_VERSION = "1"
+
+
+def as_images(X: np.ndarray) -> np.ndarray:
+    """``(n, 784)`` or ``(n, 28, 28)`` -> float32 ``(n, 28, 28)``."""
+    X = np.asarray(X)
+    if X.ndim == 2 and X.shape[1] == 784:
+        X = X.reshape(-1, 28, 28)
+    if X.ndim != 3 or X.shape[1:] != (28, 28):
+        raise ValueError(f"expected (n, 28, 28) images, got shape {X.shape}")
+    if X.dtype == np.uint8:
+        return X.astype(np.float32) * np.float32(1 / 255)
+    return X.astype(np.float32, copy=False)
+
+
+class _Stateless(TransformerMixin, BaseEstimator):
+    def fit(self, X, y=None):  # noqa: D102 - nothing to learn
+        as_images(X[:1])
+        self.n_features_in_ = 784
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+
+_YY, _XX = np.mgrid[0:28, 0:28].astype(np.float32)
+
+
+def deskew(X: np.ndarray, max_skew: float = 1.0) -> np.ndarray:
+    """Moment-deskew a batch of images (see :class:`Deskew`)."""
+    X = as_images(X)
+    n = X.shape[0]
+    if n == 0:
+        return X.copy()
+    m = X.sum(axis=(1, 2))
+    m = np.where(m > 0, m, 1.0).astype(np.float32)
+    cy = (X * _YY).sum(axis=(1, 2)) / m
+    cx = (X * _XX).sum(axis=(1, 2)) / m
+    dy = _YY[None] - cy[:, None, None]
+    dx = _XX[None] - cx[:, None, None]
+    mu11 = (X * dx * dy).sum(axis=(1, 2)) / m
+    mu02 = (X * dy * dy).sum(axis=(1, 2)) / m
+    alpha = np.clip(mu11 / np.maximum(mu02, 1e-3), -max_skew, max_skew).astype(np.float32)
+    # Source column of every output pixel; rows are unchanged.
+    src = _XX[None] + alpha[:, None, None] * (_YY[None] - cy[:, None, None])
+    x0 = np.floor(src)
+    frac = (src - x0).astype(np.float32)
+    x0 = x0.astype(np.int64) + 1  # +1: index into the zero-padded image
+    P = np.zeros((n, 28, 30), np.float32)
+    P[:, :, 1:29] = X
+    i0 = np.clip(x0, 0, 29)
+    i1 = np.clip(x0 + 1, 0, 29)
+    v0 = np.take_along_axis(P, i0, axis=2)
+    v1 = np.take_along_axis(P, i1, axis=2)
+    return v0 + frac * (v1 - v0)
+
+
+class Deskew(_Stateless):
+    """Moment deskewing of ``(n, 28, 28)`` images; output ``(n, 28, 28)``."""
+
+    def __init__(self, max_skew: float = 1.0):
+        self.max_skew = max_skew
+
+    def transform(self, X):
+        return deskew(X, self.max_skew)
+
+
+def _cell_weights(cell: int, size: int = 28) -> np.ndarray:
+    """(n_cells, size) bilinear weights of each pixel coordinate for each cell centre."""
+    n_cells = size // cell
+    centres = (np.arange(n_cells) + 0.5) * cell - 0.5
+    coords = np.arange(size, dtype=np.float32)
+    w = np.maximum(0.0, 1.0 - np.abs(coords[None, :] - centres[:, None]) / cell)
+    return w.astype(np.float32)
+
+
+def hog(X: np.ndarray, cell: int = 4, bins: int = 12) -> np.ndarray:
+    """Batched HOG (see :class:`HOG`), float32 ``(n, (28 // cell) ** 2 * bins)``."""
+    X = as_images(X)
+    n = X.shape[0]
+    P = np.pad(X, ((0, 0), (1, 1), (1, 1)))
+    gx = P[:, 1:-1, 2:] - P[:, 1:-1, :-2]
+    gy = P[:, 2:, 1:-1] - P[:, :-2, 1:-1]
+    mag = np.sqrt(gx * gx + gy * gy)
+    ang = np.arctan2(gy, gx) * np.float32(bins / (2 * np.pi))  # in (-bins/2, bins/2]
+    ang = np.mod(ang, bins).astype(np.float32)
+    b0 = np.floor(ang)
+    f = ang - b0
+    b0 = b0.astype(np.int64) % bins
+    b1 = (b0 + 1) % bins
+    W = _cell_weights(cell)  # (c, 28)
+    c = W.shape[0]
+    # Orientation maps (n, bins, 28, 28), then spatial pooling with W on both axes.
+    H = np.zeros((n, bins, 28, 28), np.float32)
+    w0 = mag * (1 - f)
+    w1 = mag * f
+    for b in range(bins):
+        H[:, b] = np.where(b0 == b, w0, 0) + np.where(b1 == b, w1, 0)
+    # pool: (n, bins, 28, 28) x (c, 28) over rows and columns -> (n, bins, c, c)
+    pooled = np.einsum("nbyx,iy,jx->nijb", H, W, W, optimize=True)
+    # block normalisation: energy of the 2x2 blocks containing each cell, averaged
+    e = (pooled * pooled).sum(-1)  # (n, c, c)
+    ep = np.pad(e, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    block = ep[:, :-1, :-1] + ep[:, 1:, :-1] + ep[:, :-1, 1:] + ep[:, 1:, 1:]  # (n, c+1, c+1)
+    norm = 0.25 * (block[:, :-1, :-1] + block[:, 1:, :-1] + block[:, :-1, 1:] + block[:, 1:, 1:])
+    out = pooled / np.sqrt(norm + 1e-2)[..., None]
+    out = np.sqrt(np.maximum(out, 0))
+    return out.reshape(n, c * c * bins).astype(np.float32, copy=False)
+
+
+class HOG(_Stateless):
+    """Histograms of oriented gradients over ``cell`` px cells, ``bins`` signed bins."""
+
+    def __init__(self, cell: int = 4, bins: int = 12):
+        self.cell = cell
+        self.bins = bins
+
+    def transform(self, X):
+        return hog(X, self.cell, self.bins)
+
+
+class Pixels(_Stateless):
+    """Pixels, average-pooled by ``pool`` (1 = all 784), flattened."""
+
+    def __init__(self, pool: int = 1):
+        self.pool = pool
+
+    def transform(self, X):
+        X = as_images(X)
+        p = self.pool
+        if p > 1:
+            k = 28 // p
+            X = X[:, : k * p, : k * p].reshape(len(X), k, p, k, p).mean(axis=(2, 4))
+        return X.reshape(len(X), -1)
+
+
+class Concat(_Stateless):
+    """Concatenate the outputs of ``transformers`` (a list of (name, transformer))."""
+
+    def __init__(self, transformers):
+        self.transformers = transformers
+
+    def transform(self, X):
+        X = as_images(X)
+        return np.concatenate([t.transform(X) for _, t in self.transformers], axis=1)
+
+
+class DeskewedFeatures(_Stateless):
+    """Deskew, then HOG + pooled pixels of the deskewed image (the model's features)."""
+
+    def __init__(self, cell: int = 4, bins: int = 12, pixel_pool: int = 1, max_skew: float = 1.0):
+        self.cell = cell
+        self.bins = bins
+        self.pixel_pool = pixel_pool
+        self.max_skew = max_skew
+
+    def transform(self, X):
+        D = deskew(X, self.max_skew)
+        parts = [hog(D, self.cell, self.bins)]
+        if self.pixel_pool:
+            parts.append(Pixels(self.pixel_pool).transform(D))
+        return np.concatenate(parts, axis=1)

@@ -1,0 +1,200 @@
+"""Render EMNIST 28x28 images as browser-style canvas PNGs (tests, eval, benchmarks).
+
+Two renderers, both deterministic given the ``numpy.random.Generator``:
+
+``render_canvas(img28, rng, style)``
+    The scanned glyph, upsampled smoothly and re-thresholded to a thinner or
+    thicker stroke, placed at 30-90% of a 280x280 canvas anywhere on it, in one
+    of the colour styles of :data:`STYLES`.
+
+``render_pen(img28, rng, width_frac)``
+    The way people draw on a canvas: the glyph is thinned to its skeleton and
+    re-traced with a round pen of even width (``width_frac`` of the canvas side),
+    anti-aliased with sharp edges (ink = clip(r + 0.5 - distance to the
+    skeleton, 0, 1)), dark ink on a transparent background.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+#: Side of the rendered canvas (px).
+CANVAS = 280
+
+#: Colour styles of :func:`render_canvas` ("random" picks one of these).
+STYLES = ("transparent", "white", "dark", "colour")
+
+
+def _png(arr: np.ndarray, mode: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _as_float(img28: np.ndarray) -> np.ndarray:
+    a = np.asarray(img28, dtype=np.float32)
+    if a.shape != (28, 28):
+        raise ValueError(f"expected a (28, 28) image, got {a.shape}")
+    if a.max() > 1.0:
+        a = a / 255.0
+    return a
+
+
+def _glyph(a: np.ndarray) -> np.ndarray:
+    """The glyph cropped to its ink (intensity > 0.1)."""
+    rows = np.flatnonzero((a > 0.1).any(1))
+    cols = np.flatnonzero((a > 0.1).any(0))
+    if len(rows) == 0:
+        return a
+    return a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _layout(shape: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """Size (w, h) of the glyph on the canvas and its top-left corner (x, y)."""
+    gh, gw = shape
+    frac = rng.uniform(0.30, 0.90)
+    long_px = frac * CANVAS
+    s = long_px / max(gh, gw)
+    w, h = max(1, round(gw * s)), max(1, round(gh * s))
+    x = int(rng.integers(0, CANVAS - w + 1))
+    y = int(rng.integers(0, CANVAS - h + 1))
+    return w, h, x, y
+
+
+def _colourise(ink: np.ndarray, rng: np.random.Generator, style: str) -> bytes:
+    """Ink map (CANVAS x CANVAS, [0, 1]) -> PNG bytes in the given colour style."""
+    if style == "random":
+        style = STYLES[int(rng.integers(len(STYLES)))]
+    ink = ink[..., None]
+    if style == "transparent":
+        rgb = rng.integers(0, 60, size=3)
+        out = np.empty((CANVAS, CANVAS, 4), np.uint8)
+        out[..., :3] = rgb
+        out[..., 3:] = np.round(ink * 255)
+        return _png(out, "RGBA")
+    if style == "white":
+        fg, bg = rng.integers(0, 70, size=3), rng.integers(225, 256, size=3)
+    elif style == "dark":
+        fg, bg = rng.integers(200, 256, size=3), rng.integers(0, 50, size=3)
+    elif style == "colour":
+        hues = np.array([[220, 30, 30], [30, 90, 220], [20, 150, 60], [150, 40, 170], [240, 140, 0]])
+        fg = hues[int(rng.integers(len(hues)))]
+        bg = np.array([255, 255, 255]) if rng.random() < 0.5 else rng.integers(0, 40, size=3)
+    else:
+        raise ValueError(f"unknown style {style!r}; expected 'random' or one of {STYLES}")
+    out = bg * (1.0 - ink) + fg * ink
+    return _png(np.round(out).astype(np.uint8), "RGB")
+
+
+def render_canvas(img28: np.ndarray, rng: np.random.Generator, style: str = "random") -> bytes:
+    """An upright EMNIST image -> a 280x280 canvas PNG as a browser would send it.
+
+    The glyph (cropped to its ink) is scaled to 30-90% of the canvas, placed at a
+    random position, its strokes made thinner or thicker (smooth upsampling and
+    a random threshold), and drawn in ``style``: ``"transparent"`` (dark ink on
+    a transparent background, the ``toDataURL()`` default), ``"white"``,
+    ``"dark"`` (light ink on dark), ``"colour"`` or ``"random"``.
+    """
+    a = _glyph(_as_float(img28))
+    w, h, x, y = _layout(a.shape, rng)
+    big = Image.fromarray(np.round(a * 255).astype(np.uint8), "L").resize((w, h), Image.BICUBIC)
+    b = np.asarray(big, dtype=np.float32) / 255.0
+    # Threshold level: low -> thick strokes, high -> thin; a ramp keeps anti-aliasing.
+    t = rng.uniform(0.15, 0.7)
+    ramp = 0.15
+    b = np.clip((b - t) / ramp + 0.5, 0.0, 1.0)
+    ink = np.zeros((CANVAS, CANVAS), np.float32)
+    ink[y : y + h, x : x + w] = b
+    return _colourise(ink, rng, style)
+
+
+# --------------------------------------------------------------------------- pen
+
+
+def _thin(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning of a boolean image (vectorised numpy)."""
+    img = np.pad(mask.astype(np.uint8), 1)
+    while True:
+        changed = False
+        for step in (0, 1):
+            p = img
+            P2, P3, P4 = p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:]
+            P5, P6, P7 = p[2:, 2:], p[2:, 1:-1], p[2:, :-2]
+            P8, P9 = p[1:-1, :-2], p[:-2, :-2]
+            nb = [P2, P3, P4, P5, P6, P7, P8, P9]
+            B = sum(n.astype(np.int16) for n in nb)
+            seq = nb + [P2]
+            A = sum(((seq[i] == 0) & (seq[i + 1] == 1)).astype(np.int16) for i in range(8))
+            if step == 0:
+                c = (P2 * P4 * P6 == 0) & (P4 * P6 * P8 == 0)
+            else:
+                c = (P2 * P4 * P8 == 0) & (P2 * P6 * P8 == 0)
+            rem = (p[1:-1, 1:-1] == 1) & (B >= 2) & (B <= 6) & (A == 1) & c
+            if rem.any():
+                img[1:-1, 1:-1][rem] = 0
+                changed = True
+        if not changed:
+            break
+    return img[1:-1, 1:-1].astype(bool)
+
+
+def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float) -> np.ndarray:
+    """The pen drawing of :func:`render_pen` as an ink map (CANVAS x CANVAS float32)."""
+    a = _glyph(_as_float(img28))
+    radius = width_frac * CANVAS / 2.0
+    # Leave room for the pen: the skeleton spans the glyph minus the stroke.
+    w, h, x, y = _layout(a.shape, rng)
+    # Skeleton on a 4x upsampled glyph (smooth, then binarised at half intensity).
+    up = 4
+    gh, gw = a.shape
+    big = Image.fromarray(np.round(a * 255).astype(np.uint8), "L").resize(
+        (gw * up, gh * up), Image.BICUBIC
+    )
+    mask = np.asarray(big) >= 128
+    if not mask.any():
+        mask = np.asarray(big) >= np.asarray(big).max() / 2
+    skel = _thin(mask)
+    sy, sx = np.nonzero(skel)
+    # Skeleton points -> canvas coordinates (pixel centres), shrunk so the pen fits.
+    inner_w, inner_h = max(1.0, w - 2 * radius), max(1.0, h - 2 * radius)
+    k = min(inner_w / (gw * up), inner_h / (gh * up))
+    ox = x + (w - gw * up * k) / 2.0
+    oy = y + (h - gh * up * k) / 2.0
+    px = ox + (sx + 0.5) * k
+    py = oy + (sy + 0.5) * k
+    # Rasterise the skeleton at 1 px on the canvas, connecting neighbouring
+    # skeleton pixels so that upscaling leaves no gaps.
+    canvas = np.ones((CANVAS, CANVAS), bool)
+    idx = {(int(r), int(c)): i for i, (r, c) in enumerate(zip(sy, sx))}
+    segs = [(i, idx[(r + dr, c + dc)]) for (r, c), i in idx.items()
+            for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)) if (r + dr, c + dc) in idx]
+    pts_x, pts_y = [px], [py]
+    for i, j in segs:
+        n = int(np.ceil(max(abs(px[j] - px[i]), abs(py[j] - py[i])))) + 1
+        tt = np.linspace(0.0, 1.0, n + 1)
+        pts_x.append(px[i] + (px[j] - px[i]) * tt)
+        pts_y.append(py[i] + (py[j] - py[i]) * tt)
+    allx = np.clip(np.round(np.concatenate(pts_x) - 0.5).astype(int), 0, CANVAS - 1)
+    ally = np.clip(np.round(np.concatenate(pts_y) - 0.5).astype(int), 0, CANVAS - 1)
+    canvas[ally, allx] = False
+    dist = ndimage.distance_transform_edt(canvas)
+    return np.clip(radius + 0.5 - dist, 0.0, 1.0).astype(np.float32)
+
+
+def render_pen(img28: np.ndarray, rng: np.random.Generator, width_frac: float | None = None) -> bytes:
+    """An upright EMNIST image re-drawn with a round pen, as a 280x280 canvas PNG.
+
+    ``width_frac`` is the pen's width as a fraction of the canvas side (people
+    draw with 0.025 to 0.07); ``None`` draws it from that range. Dark ink on a
+    transparent background. Deterministic given ``rng``.
+    """
+    if width_frac is None:
+        width_frac = float(rng.uniform(0.025, 0.07))
+    ink = pen_ink(img28, rng, width_frac)
+    out = np.zeros((CANVAS, CANVAS, 4), np.uint8)
+    out[..., 3] = np.round(ink * 255)
+    return _png(out, "RGBA")

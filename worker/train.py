@@ -1,0 +1,307 @@
+"""Train the EMNIST model and write the artifact plus its model card.
+
+Recipe (chosen on a validation split of the *training* files; the test files
+only produce the final figures):
+
+1. hold out ``val_frac`` of the training images (stratified, seeded) as a
+   validation split, never augmented;
+2. features: moment deskewing, then batched HOG and the deskewed pixels
+   (:class:`worker.features.DeskewedFeatures`);
+3. an ``MLPClassifier`` trained with ``partial_fit``, one pass per epoch over a
+   *fresh* random augmentation of the training images (affine: rotation,
+   scale, shear, shift; stroke width: fractional dilation or erosion), the
+   learning rate decayed over the epochs; the epoch with the best validation
+   score is kept;
+4. class imbalance: the artifact stores the training class frequencies and
+   :meth:`worker.model.Model.predict_proba` divides by them (validation is
+   scored the same way).
+
+Reproducible: every random draw comes from ``seed``. Progress (stage, epoch,
+validation score, time left) goes to ``progress``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from worker import features as F
+from worker import preprocess as P
+from worker.emnist import load_mapping, load_split, mapping_path, split_paths
+from worker.model import ARTIFACT_FORMAT, correct_priors, load_model, sha256_file
+
+#: Version of the training recipe, recorded in the card.
+TRAIN_VERSION = "1"
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def augment(X: np.ndarray, rng: np.random.Generator, *, rotate_deg: float = 12.0,
+            scale: tuple[float, float] = (0.85, 1.1), aspect: float = 0.12, shear: float = 0.3,
+            shift_px: float = 1.5, width_p: float = 0.5, width_amount: float = 0.6) -> np.ndarray:
+    """Random affine + stroke-width augmentation of float32 ``(n, 28, 28)`` images.
+
+    Each image gets its own rotation, scale (and x/y aspect change), shear and
+    shift about the image centre, bilinear; then with probability ``width_p``
+    its strokes are made thicker or thinner by a fraction (up to
+    ``width_amount``) of a 1 px dilation/erosion.
+    """
+    n = len(X)
+    th = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg, n))
+    s = rng.uniform(*scale, n)
+    asp = np.exp(rng.uniform(-aspect, aspect, n))
+    sx, sy = s * asp, s / asp
+    sh = rng.uniform(-shear, shear, n)
+    tx, ty = rng.uniform(-shift_px, shift_px, (2, n))
+    c, si = np.cos(th), np.sin(th)
+    # forward map A = R @ Shear @ S ; sample the input at A^-1 (out - centre - t) + centre
+    a11, a12 = c * sx, (c * sh - si) * sy
+    a21, a22 = si * sx, (si * sh + c) * sy
+    det = a11 * a22 - a12 * a21
+    i11, i12, i21, i22 = a22 / det, -a12 / det, -a21 / det, a11 / det
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
+    oy = yy[None] - 13.5 - ty[:, None, None]
+    ox = xx[None] - 13.5 - tx[:, None, None]
+    src_x = i11[:, None, None] * ox + i12[:, None, None] * oy + 13.5
+    src_y = i21[:, None, None] * ox + i22[:, None, None] * oy + 13.5
+    nn = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], src_x.shape)
+    out = ndimage.map_coordinates(X, [nn, src_y, src_x], order=1, mode="constant", cval=0.0)
+    out = out.astype(np.float32, copy=False)
+    if width_p > 0:
+        lam = rng.uniform(-width_amount, width_amount, n).astype(np.float32)
+        lam[rng.random(n) >= width_p] = 0.0
+        fp = np.ones((1, 3, 3), bool)
+        dil = ndimage.grey_dilation(out, footprint=fp)
+        ero = ndimage.grey_erosion(out, footprint=fp)
+        pos = np.maximum(lam, 0)[:, None, None]
+        neg = np.maximum(-lam, 0)[:, None, None]
+        out = out + pos * (dil - out) + neg * (ero - out)
+        m = out.max(axis=(1, 2), keepdims=True)
+        out = out / np.where(m > 0, m, 1.0)
+    return np.clip(out, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _stratified_split(y: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): ``frac`` of every class (at least one) to validation."""
+    val = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = max(1, int(round(frac * len(idx)))) if len(idx) > 1 else 0
+        val.append(rng.choice(idx, size=k, replace=False))
+    val = np.sort(np.concatenate(val))
+    train = np.setdiff1d(np.arange(len(y)), val)
+    return train, val
+
+
+def _fmt_s(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s"
+
+
+def _file_digest(path: Path) -> dict:
+    return {"file": path.name, "sha256": sha256_file(path)}
+
+
+def _balanced_accuracy(proba: np.ndarray, y: np.ndarray, k: int) -> float:
+    pred = proba.argmax(1)
+    rec = [float((pred[y == c] == c).mean()) for c in range(k) if (y == c).any()]
+    return float(np.mean(rec))
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(
+    data_dir: str | Path,
+    out_path: str | Path,
+    *,
+    prefix: str = "emnist-47",
+    limit: int | None = None,
+    seed: int = 0,
+    epochs: int = 30,
+    hidden: tuple[int, ...] = (512,),
+    alpha: float = 1e-4,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    lr_final: float = 5e-5,
+    val_frac: float = 0.1,
+    augmentation: bool = True,
+    evaluate_test: bool = True,
+    eval_limit: int | None = None,
+    eval_renderings: bool = True,
+    command: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Train on ``<data_dir>/<prefix>-train-*``, write ``out_path`` and its card.
+
+    Parameters: ``prefix`` of the EMNIST files (``"emnist-47"`` or the official
+    ``"emnist-balanced"``); ``limit`` trains on a random subset of that many
+    training images (for quick runs and tests); ``seed`` fixes every random
+    draw; ``epochs`` passes of fresh augmentation; ``hidden``/``alpha``/
+    ``batch_size``/``lr``/``lr_final`` configure the MLP (Adam, learning rate
+    decayed geometrically from ``lr`` to ``lr_final``); ``val_frac`` of the
+    training images is held out for model selection; ``evaluate_test`` scores
+    the test split at the end (``eval_limit`` images, ``eval_renderings`` adds
+    canvas and pen renderings) and records it in the card; ``command`` is the
+    command line recorded in the card (default: this process's argv);
+    ``progress`` receives one line per stage/epoch (default: print, flushed;
+    pass ``lambda m: None`` to silence).
+
+    Writes the artifact (joblib) and ``out_path`` with ``.json`` (the model
+    card), and returns the card as a dict.
+    """
+    import joblib
+    import sklearn
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+
+    say = progress or _print
+    t_start = time.perf_counter()
+    data_dir = Path(data_dir)
+    out_path = Path(out_path)
+    rng = np.random.default_rng(seed)
+
+    say(f"[load] reading {prefix} training files from {data_dir}")
+    X_all, y_all = load_split(data_dir, "train", prefix)
+    labels = load_mapping(data_dir, prefix)
+    k = len(labels)
+    if limit is not None and limit < len(X_all):
+        sel = np.sort(rng.choice(len(X_all), size=limit, replace=False))
+        X_all, y_all = X_all[sel], y_all[sel]
+    X_all = X_all.astype(np.float32) / np.float32(255)
+    tr, va = _stratified_split(y_all, val_frac, rng)
+    Xtr, ytr, Xva, yva = X_all[tr], y_all[tr], X_all[va], y_all[va]
+    counts = np.bincount(ytr, minlength=k).astype(np.float64)
+    prior = (counts + 1.0) / (counts + 1.0).sum()  # +1: a class absent from a small subset
+    say(f"[load] {len(ytr)} training, {len(yva)} validation images, {k} classes "
+        f"({int(counts.min())}..{int(counts.max())} per class)")
+
+    feats = F.DeskewedFeatures()
+    Fva = feats.transform(Xva)
+    Ftr_plain = None if augmentation else feats.transform(Xtr)
+    clf = MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, batch_size=batch_size,
+                        learning_rate_init=lr, random_state=seed, max_iter=1, shuffle=True)
+    classes = np.arange(k)
+    best = (-1.0, None, 0)
+    history = []
+    t_train = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        te = time.perf_counter()
+        if augmentation:
+            Xe = augment(Xtr, np.random.default_rng([seed, epoch]))
+            Fe = feats.transform(Xe)
+        else:
+            Fe = Ftr_plain
+        rate = lr * (lr_final / lr) ** ((epoch - 1) / max(1, epochs - 1))
+        clf.learning_rate_init = rate
+        if hasattr(clf, "_optimizer") and clf._optimizer is not None:
+            clf._optimizer.learning_rate_init = rate
+        clf.partial_fit(Fe, ytr, classes=classes)
+        pv = correct_priors(clf.predict_proba(Fva), prior)
+        acc = float((pv.argmax(1) == yva).mean())
+        bal = _balanced_accuracy(pv, yva, k)
+        history.append({"epoch": epoch, "lr": rate, "loss": float(clf.loss_), "val_acc": acc,
+                        "val_balanced": bal})
+        if bal > best[0]:
+            best = (bal, copy.deepcopy(clf), epoch)
+        spent = time.perf_counter() - t_train
+        left = spent / epoch * (epochs - epoch)
+        say(f"[train] epoch {epoch}/{epochs} loss {clf.loss_:.4f} val acc {acc:.4f} "
+            f"balanced {bal:.4f} (best {best[0]:.4f} @ {best[2]}) "
+            f"{time.perf_counter() - te:.0f}s/epoch, ~{_fmt_s(left)} left")
+    bal, clf, best_epoch = best
+    clf._optimizer = None  # Adam's moment estimates: training state, 2/3 of the pickle
+    say(f"[train] keeping epoch {best_epoch} (validation balanced accuracy {bal:.4f})")
+
+    pipeline = Pipeline([("features", F.DeskewedFeatures()), ("clf", clf)])
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
+    joblib.dump({"format": ARTIFACT_FORMAT, "pipeline": pipeline, "class_prior": prior,
+                 "labels": labels}, tmp, compress=3)
+    os.replace(tmp, out_path)
+    train_s = time.perf_counter() - t_start
+    digest = sha256_file(out_path)
+
+    files = {}
+    for split in ("train", "test"):
+        for p in split_paths(data_dir, split, prefix):
+            if p.exists():
+                files[p.name] = sha256_file(p)
+    mp = mapping_path(data_dir, prefix)
+    files[mp.name] = sha256_file(mp)
+    card = {
+        "name": "inkq-emnist",
+        "version": f"{digest[:12]}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "artifact": {"file": out_path.name, "sha256": digest, "bytes": out_path.stat().st_size,
+                     "format": ARTIFACT_FORMAT},
+        "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
+                     "python": platform.python_version(), "preprocess": P.PREPROCESS_VERSION,
+                     "features": F.FEATURES_VERSION, "train": TRAIN_VERSION},
+        "labels": labels,
+        "data": {"prefix": prefix, "dir": str(data_dir), "sha256": files, "limit": limit,
+                 "train_images": int(len(ytr)), "val_images": int(len(yva))},
+        "training": {
+            "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+            "seed": seed, "epochs": epochs, "best_epoch": best_epoch, "hidden": list(hidden),
+            "alpha": alpha, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
+            "augmentation": augmentation, "val_frac": val_frac,
+            "val_balanced_accuracy": round(bal, 4), "time_s": round(train_s, 1),
+            "history": history,
+            "model": "DeskewedFeatures (deskew + HOG 4px/12 bins + pixels) -> MLPClassifier; "
+                     "probabilities divided by training class priors",
+        },
+        "class_prior": [round(float(p), 6) for p in prior],
+    }
+    card_path = out_path.with_suffix(".json")
+    _write_card(card_path, card)
+    say(f"[save] {out_path} ({out_path.stat().st_size / 1e6:.1f} MB, sha256 {digest[:12]}) and "
+        f"{card_path}; trained in {_fmt_s(train_s)}")
+
+    if evaluate_test:
+        from worker.evaluate import evaluate
+
+        model = load_model(out_path, card_path)
+        card["eval"] = evaluate(model, data_dir, prefix, canvas=eval_renderings, pen=eval_renderings,
+                                limit=eval_limit, progress=say)
+        _write_card(card_path, card)
+    return card
+
+
+def _write_card(path: Path, card: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def update_card_eval(card_path: str | Path, figures: dict) -> dict:
+    """Write evaluation figures into an existing model card (its ``eval`` key)."""
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text())
+    card["eval"] = figures
+    _write_card(card_path, card)
+    return card
+
+
+if __name__ == "__main__":  # python -m worker.train DATA_DIR OUT [epochs]
+    a = sys.argv[1:]
+    train(a[0], a[1], epochs=int(a[2]) if len(a) > 2 else 30)

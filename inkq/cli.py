@@ -79,21 +79,46 @@ def worker(concurrency: int | None) -> None:
     Example:
       REDIS_URL=redis://redis:6379/0 inkq worker --concurrency 2
     """
-    from .logs import configure
     from .queue import BULK_QUEUE, PREDICT_QUEUE
 
     s = Settings.from_env()
-    configure(s.log_level, s.log_format)
-    from worker.celery_app import app
-
     n = concurrency or s.worker_concurrency or os.cpu_count() or 1
-    app.worker_main([
-        "worker", f"--loglevel={s.log_level}",
-        # Order matters: the predict queue is always consumed first.
-        "-Q", f"{PREDICT_QUEUE},{BULK_QUEUE}",
-        f"--concurrency={n}", "--pool=prefork",
+    # Order matters: the predict queue is always consumed first.
+    _run_celery_worker(s, f"{PREDICT_QUEUE},{BULK_QUEUE}", "prefork", n, "inkq")
+
+
+@cli.command()
+@click.option("--concurrency", "-c", type=int, default=8, show_default=True,
+              help="Deliveries in flight at once (threads).")
+def notifier(concurrency: int) -> None:
+    """Run the webhook notifier: delivers completion webhooks, with retries.
+
+    A thread pool that only waits on the network, so slow receivers never hold a
+    process that classifies images. Needs no model.
+
+    \b
+    Example:
+      REDIS_URL=redis://redis:6379/0 INKQ_WEBHOOK_SECRET=... inkq notifier
+    """
+    from .queue import WEBHOOK_QUEUE
+
+    _run_celery_worker(Settings.from_env(), WEBHOOK_QUEUE, "threads", concurrency, "inkq-notifier",
+                       classifies=False)
+
+
+def _run_celery_worker(s: Settings, queues: str, pool: str, concurrency: int, name: str,
+                       classifies: bool = True) -> None:
+    from .logs import configure
+
+    configure(s.log_level, s.log_format)
+    import worker.celery_app as celery_app
+
+    celery_app.CLASSIFIES = classifies
+    celery_app.app.worker_main([
+        "worker", f"--loglevel={s.log_level}", "-Q", queues,
+        f"--concurrency={concurrency}", f"--pool={pool}",
         "--without-gossip", "--without-mingle",
-        "-n", f"inkq-{os.getpid()}@%h",
+        "-n", f"{name}-{os.getpid()}@%h",
     ])
 
 

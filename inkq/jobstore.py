@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import orjson
@@ -54,7 +55,7 @@ return {status, redis.call('LRANGE', KEYS[2], ARGV[3], ARGV[4])}
 # counters move only for new items, and the last item finishes the job.
 _RECORD_RESULTS = """
 local job, res, imgs = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('EXISTS', job) == 0 then return -1 end
+if redis.call('EXISTS', job) == 0 then return {0, 'missing'} end
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local added, failed = 0, 0
 for i = 3, #ARGV, 3 do
@@ -63,7 +64,7 @@ for i = 3, #ARGV, 3 do
     if ARGV[i + 2] == '1' then failed = failed + 1 end
   end
 end
-if added == 0 then return 0 end
+if added == 0 then return {0, redis.call('HGET', job, 'status')} end
 redis.call('PEXPIRE', res, redis.call('PTTL', job))
 local done = redis.call('HINCRBY', job, 'done', added)
 local nfailed = redis.call('HINCRBY', job, 'failed', failed)
@@ -76,8 +77,9 @@ if done >= total and (status == 'queued' or status == 'running') then
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', res, ttl)
   redis.call('DEL', imgs)
+  status = final
 end
-return added
+return {added, status}
 """
 
 # Cancel: only an active job changes; its images are dropped at once.
@@ -165,6 +167,14 @@ def decode_item(index: int, raw: bytes | str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """What recording a chunk did: items newly stored, and the job's status after it."""
+
+    added: int
+    status: str
+
+
+@dataclass(frozen=True)
 class Claim:
     """What a worker gets when it claims a chunk: the job's status and the images."""
 
@@ -200,6 +210,7 @@ class JobStore:
         rejected: dict[int, dict[str, str]] | None = None,
         model_version: str = "",
         job_id: str | None = None,
+        callback_url: str | None = None,
     ) -> dict[str, Any]:
         """Store a job's images and record it as queued; returns the job document.
 
@@ -226,6 +237,8 @@ class JobStore:
                 "created_at": now, "expires_at": now + self.ttl_s,
                 "owner": owner, "model_version": model_version,
             }
+            if callback_url:
+                fields["callback_url"] = callback_url
             if done == total:  # nothing left for a worker: finished already
                 fields.update(status=FAILED, finished_at=now)
                 pipe.delete(keys.images(job_id))
@@ -290,7 +303,19 @@ class JobStore:
             "finished_at": _float(fields.get("finished_at")),
             "expires_at": _float(fields.get("expires_at")),
             "model_version": fields.get("model_version") or None,
+            "callback_url": fields.get("callback_url") or None,
         }
+
+    def callback(self, job_id: str) -> tuple[str | None, bool]:
+        """The job's callback URL and whether its webhook was already delivered."""
+        with self.guard():
+            url, delivered = self.redis.hmget(keys.job(job_id), ["callback_url", "webhook_delivered_at"])
+        return (url.decode() if url else None), delivered is not None
+
+    def mark_delivered(self, job_id: str) -> bool:
+        """Record the webhook as delivered; False if it already was (another delivery won)."""
+        with self.guard():
+            return bool(self.redis.hsetnx(keys.job(job_id), "webhook_delivered_at", time.time()))
 
     # -- cancelling ---------------------------------------------------------
 
@@ -312,17 +337,19 @@ class JobStore:
                 args=[time.time(), model_version, start, stop - 1])
         return Claim(status.decode(), list(images))
 
-    def record(self, job_id: str, start: int, items: Iterable[dict[str, Any] | None]) -> int:
-        """Store a chunk's results (None entries are skipped); returns how many were new."""
+    def record(self, job_id: str, start: int, items: Iterable[dict[str, Any] | None]) -> Recorded:
+        """Store a chunk's results (None entries are skipped)."""
         args: list[Any] = [time.time(), self.ttl_s]
         for offset, item in enumerate(items):
             if item is not None:
                 args += [start + offset, encode_item(item), "1" if "error" in item else "0"]
-        if len(args) == 2:
-            return 0
         with self.guard():
-            return int(self._record(
-                keys=[keys.job(job_id), keys.results(job_id), keys.images(job_id)], args=args))
+            if len(args) == 2:
+                status = self.redis.hget(keys.job(job_id), "status") or b"missing"
+                return Recorded(0, status.decode())
+            added, status = self._record(
+                keys=[keys.job(job_id), keys.results(job_id), keys.images(job_id)], args=args)
+        return Recorded(int(added), status.decode())
 
     def guard(self) -> "_Guard":
         return _Guard()
@@ -339,6 +366,25 @@ class _Guard:
                 exc_type, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
         return False
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds (``2026-11-27T11:07:32.123Z``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def public(doc: dict[str, Any], root: str = "") -> dict[str, Any]:
+    """A job document as clients see it (API responses, webhooks): ISO times and links."""
+    out = dict(doc)
+    for key in ("created_at", "started_at", "finished_at", "expires_at"):
+        out[key] = iso(doc[key])
+    out["links"] = {
+        "self": f"{root}/v1/jobs/{doc['id']}",
+        "results": f"{root}/v1/jobs/{doc['id']}/results",
+    }
+    return out
 
 
 def _float(value: str | None) -> float | None:

@@ -14,11 +14,15 @@ from .settings import Settings
 
 CLASSIFY_CHUNK = "inkq.classify_chunk"
 PREDICT = "inkq.predict"
+DELIVER_WEBHOOK = "inkq.deliver_webhook"
 
 #: Bulk chunks and single predictions travel on their own queues, so a person
 #: drawing on the page never waits behind a queue of someone's bulk chunks.
 BULK_QUEUE = "inkq.bulk"
 PREDICT_QUEUE = "inkq.predict"
+#: Webhooks go to the notifier (a thread-pool worker), so a slow receiver never
+#: holds a process that classifies images.
+WEBHOOK_QUEUE = "inkq.webhooks"
 
 
 def make_celery(settings: Settings, *, include: list[str] | None = None,
@@ -62,7 +66,8 @@ def make_celery(settings: Settings, *, include: list[str] | None = None,
         task_publish_retry_policy={
             "max_retries": 2, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2},
         task_default_queue=BULK_QUEUE,
-        task_routes={CLASSIFY_CHUNK: {"queue": BULK_QUEUE}, PREDICT: {"queue": PREDICT_QUEUE}},
+        task_routes={CLASSIFY_CHUNK: {"queue": BULK_QUEUE}, PREDICT: {"queue": PREDICT_QUEUE},
+                     DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE}},
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
         worker_max_memory_per_child=settings.worker_max_memory_mb * 1024,
         worker_hijack_root_logger=False,

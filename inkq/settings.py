@@ -89,6 +89,19 @@ class Settings:
     rate_limit_per_min: int = _setting(
         "INKQ_RATE_LIMIT_PER_MIN", 6_000,
         "Requests per minute per API key (per client address without keys); 0 turns it off.")
+    webhook_allowed_hosts: str = _setting(
+        "INKQ_WEBHOOK_ALLOWED_HOSTS", "",
+        "Comma-separated hosts a job's `callback_url` may point at (`*.example.com` "
+        "allowed); empty: no webhooks.")
+    webhook_secret: str = _setting(
+        "INKQ_WEBHOOK_SECRET", "",
+        "Key of the webhooks' HMAC-SHA256 signature (`Inkq-Signature` header); required "
+        "for webhooks.")
+    webhook_max_attempts: int = _setting(
+        "INKQ_WEBHOOK_MAX_ATTEMPTS", 8,
+        "Delivery attempts per webhook, with exponential backoff (1 s, 2 s, 4 s, ... up to 5 min).")
+    webhook_timeout_s: float = _setting(
+        "INKQ_WEBHOOK_TIMEOUT_S", 5.0, "Timeout of one webhook delivery attempt.")
     log_level: str = _setting("INKQ_LOG_LEVEL", "INFO", "Log level.")
     log_format: str = _setting("INKQ_LOG_FORMAT", "text", "`text` or `json` (one JSON object per line).")
 
@@ -107,6 +120,10 @@ class Settings:
     @property
     def broker_url(self) -> str:
         return self.redis_url or DEFAULT_REDIS_URL
+
+    @property
+    def webhook_hosts(self) -> list[str]:
+        return [h.strip() for h in self.webhook_allowed_hosts.split(",") if h.strip()]
 
     @property
     def card_path(self) -> Path:

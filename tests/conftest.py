@@ -112,12 +112,13 @@ def redis_server(tmp_path_factory) -> Iterator[EmbeddedRedis]:
 def start_service(redis_url: str, log_dir: Path, env: dict[str, str] | None = None,
                   workers: int = 1) -> Service:
     """``workers`` separate ``inkq worker`` processes (each in its own session, so a
-    test can kill one with its pool) and one ``inkq api``, ready to use."""
+    test can kill one with its pool), the webhook notifier and one ``inkq api``."""
     port = free_port()
     env = {**SERVICE_ENV, **(env or {}), "REDIS_URL": redis_url}
     procs = {"api": start_process("api", ["api", "--port", str(port)], env, log_dir)}
     for n in range(workers):
         procs[f"worker{n}"] = start_process(f"worker{n}", ["worker"], env, log_dir)
+    procs["notifier"] = start_process("notifier", ["notifier"], env, log_dir)
     service = Service(url=f"http://127.0.0.1:{port}", redis_url=redis_url,
                       redis=redis.Redis.from_url(redis_url), procs=procs, log_dir=log_dir, env=env)
     try:

@@ -27,11 +27,12 @@ def test_a_redelivered_chunk_counts_once(store):
     job = store.create([b"a", b"b", b"c", b"d"])
     claim = store.claim(job["id"], 0, 2, model_version="m1")
     assert claim.status == "running" and claim.images == [b"a", b"b"]
-    assert store.record(job["id"], 0, [OK, BAD]) == 2
-    assert store.record(job["id"], 0, [OK, BAD]) == 0  # second delivery: no-op
+    assert store.record(job["id"], 0, [OK, BAD]).added == 2
+    assert store.record(job["id"], 0, [OK, BAD]).added == 0  # second delivery: no-op
     doc = store.get(job["id"])
     assert (doc["status"], doc["done"], doc["failed"], doc["model_version"]) == ("running", 2, 1, "m1")
-    assert store.record(job["id"], 2, [OK, OK]) == 2
+    recorded = store.record(job["id"], 2, [OK, OK])
+    assert (recorded.added, recorded.status) == (2, "partially_succeeded")
     doc = store.get(job["id"])
     assert (doc["status"], doc["done"], doc["failed"]) == ("partially_succeeded", 4, 1)
     assert doc["finished_at"] is not None

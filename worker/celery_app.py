@@ -24,7 +24,11 @@ from inkq.settings import Settings  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-app = make_celery(Settings.from_env(), include=["worker.tasks"])
+app = make_celery(Settings.from_env(), include=["worker.tasks", "worker.notify"])
+
+#: The notifier (webhooks only) sets this False: it needs no model and must not
+#: count as a classifying worker in /readyz.
+CLASSIFIES = True
 
 _heartbeat_stop = None
 
@@ -33,6 +37,8 @@ _heartbeat_stop = None
 def _load_model(**_: object) -> None:
     from . import runtime
 
+    if not CLASSIFIES:
+        return
     model = runtime.model()
     log.info("model %s loaded (%d classes)", model.version, len(model.labels))
     check_redis_config(runtime.store().redis, log)
@@ -43,6 +49,8 @@ def _start_heartbeat(**_: object) -> None:
     global _heartbeat_stop
     from inkq import heartbeat
 
+    if not CLASSIFIES:
+        return
     from . import runtime
 
     s = runtime.settings()

@@ -15,8 +15,8 @@ from celery.exceptions import Reject
 
 from inkq import keys
 from inkq.errors import StoreUnavailable
-from inkq.jobstore import RUNNING, JobStore
-from inkq.queue import CLASSIFY_CHUNK, PREDICT
+from inkq.jobstore import FINISHED, RUNNING, JobStore
+from inkq.queue import CLASSIFY_CHUNK, DELIVER_WEBHOOK, PREDICT
 from inkq.settings import Settings
 
 from . import runtime
@@ -47,9 +47,23 @@ def run_chunk(job_id: str, start: int, stop: int, *, store: JobStore, model: Mod
     slots: list[dict[str, Any] | None] = [None] * len(claim.images)
     for i, item in zip(todo, items):
         slots[i] = item
-    added = store.record(job_id, start, slots)
-    log.info("job %s chunk %d-%d: %d items recorded", job_id, start, stop, added)
-    return added
+    recorded = store.record(job_id, start, slots)
+    log.info("job %s chunk %d-%d: %d items recorded", job_id, start, stop, recorded.added)
+    if recorded.status in FINISHED:
+        notify_if_wanted(job_id, store)
+    return recorded.added
+
+
+def notify_if_wanted(job_id: str, store: JobStore) -> None:
+    """Queue the completion webhook of a job that just ended, if it has one.
+
+    Called by every chunk that sees the job finished, including a redelivered
+    one, so a worker dying right after the last write cannot lose the webhook;
+    the webhook task itself makes sure it is delivered once.
+    """
+    url, delivered = store.callback(job_id)
+    if url and not delivered:
+        app.send_task(DELIVER_WEBHOOK, args=[job_id])
 
 
 def run_predict(request_id: str, image: str, *, store: JobStore, model: Model,

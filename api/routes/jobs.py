@@ -11,11 +11,12 @@ from kombu.exceptions import KombuError
 from inkq.errors import (
     Conflict, ImageTooLarge, InvalidImage, InvalidJSON, JobNotFound, PayloadTooLarge,
     StoreUnavailable, ValidationFailed)
-from inkq.jobstore import FINISHED
-from inkq.queue import CLASSIFY_CHUNK
+from inkq.jobstore import FINISHED, public
+from inkq.queue import CLASSIFY_CHUNK, DELIVER_WEBHOOK
+from inkq.webhooks import validate_callback_url
 
 from ..auth import owner
-from ..responses import iso, json_response
+from ..responses import json_response
 from ..services import services
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
@@ -36,14 +37,16 @@ def read_json() -> Any:
 
 def present(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored job document as the API shows it: ISO timestamps and links."""
-    out = dict(doc)
-    for key in ("created_at", "started_at", "finished_at", "expires_at"):
-        out[key] = iso(doc[key])
-    out["links"] = {
-        "self": url_for("jobs.get_job", job_id=doc["id"]),
-        "results": url_for("jobs.get_results", job_id=doc["id"]),
-    }
-    return out
+    return public(doc, request.script_root)
+
+
+def parse_callback(body: dict[str, Any]) -> str | None:
+    s = services().settings
+    if body.get("callback_url") is None:
+        return None
+    if not s.webhook_secret:
+        raise ValidationFailed('"callback_url" needs webhooks configured (INKQ_WEBHOOK_SECRET).')
+    return validate_callback_url(body["callback_url"], s.webhook_hosts)
 
 
 def parse_images(body: Any) -> tuple[list[str], dict[int, dict[str, str]]]:
@@ -60,7 +63,7 @@ def parse_images(body: Any) -> tuple[list[str], dict[int, dict[str, str]]]:
         raise PayloadTooLarge(
             f"A job holds at most {s.max_images_per_job} images; this one has {len(images)}.",
             limit=s.max_images_per_job)
-    unknown = set(body) - {"images"}
+    unknown = set(body) - {"images", "callback_url"}
     if unknown:
         raise ValidationFailed(f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}.")
     max_chars = s.max_image_bytes * 4 // 3 + _B64_SLACK
@@ -80,7 +83,9 @@ def parse_images(body: Any) -> tuple[list[str], dict[int, dict[str, str]]]:
 @bp.post("/jobs")
 def create_job() -> Response:
     svc = services()
-    images, rejected = parse_images(read_json())
+    body = read_json()
+    images, rejected = parse_images(body)
+    callback_url = parse_callback(body)
     who = owner()
     idem_key = request.headers.get("Idempotency-Key")
     job_id = svc.store.new_id()
@@ -95,9 +100,11 @@ def create_job() -> Response:
             return _job_response(doc, 200)
     try:
         doc = svc.store.create(images, owner=who, rejected=rejected, job_id=job_id,
-                               model_version=svc.store.model_version())
+                               model_version=svc.store.model_version(), callback_url=callback_url)
         if doc["status"] not in FINISHED:
             publish_chunks(job_id, len(images), svc.settings.chunk_size)
+        elif callback_url:
+            notify(job_id)
     except (StoreUnavailable, KombuError, OSError) as exc:
         _undo(job_id, who, idem_key)
         if isinstance(exc, StoreUnavailable):
@@ -112,6 +119,11 @@ def publish_chunks(job_id: str, total: int, chunk_size: int) -> None:
         for start in range(0, total, chunk_size):
             celery.send_task(CLASSIFY_CHUNK, args=[job_id, start, min(start + chunk_size, total)],
                              producer=producer)
+
+
+def notify(job_id: str) -> None:
+    """Queue the job's completion webhook (the notifier delivers it, never a request)."""
+    services().celery.send_task(DELIVER_WEBHOOK, args=[job_id])
 
 
 def _undo(job_id: str, who: str, idem_key: str | None) -> None:
@@ -171,9 +183,15 @@ def get_results(job_id: str) -> Response:
 
 @bp.delete("/jobs/<job_id>")
 def cancel_job(job_id: str) -> Response:
-    _job_or_404(job_id)
+    before = _job_or_404(job_id)
     services().store.cancel(job_id)
-    return json_response(present(_job_or_404(job_id)))
+    after = _job_or_404(job_id)
+    if before["status"] not in FINISHED and after["callback_url"]:
+        try:
+            notify(job_id)
+        except (KombuError, OSError) as exc:
+            raise StoreUnavailable(f"The queue is unavailable: {exc}") from exc
+    return json_response(present(after))
 
 
 @bp.get("/limits")

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask
 
+from inkq import metrics  # noqa: F401  (first: picks the multiprocess metrics folder)
 from inkq.settings import Settings
 
 from .errors import register_error_handlers
@@ -32,9 +33,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     register_error_handlers(app)
 
     from .auth import authenticate
-    from .routes import health, jobs, page, predict
+    from .observe import observe_requests
+    from .routes import health, jobs, metrics as metrics_route, page, predict
 
     app.before_request(authenticate)
-    for module in (health, jobs, predict, page):
+    observe_requests(app)
+    for module in (health, jobs, predict, metrics_route, page):
         app.register_blueprint(module.bp)
     return app

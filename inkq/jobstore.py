@@ -55,7 +55,7 @@ return {status, redis.call('LRANGE', KEYS[2], ARGV[3], ARGV[4])}
 # counters move only for new items, and the last item finishes the job.
 _RECORD_RESULTS = """
 local job, res, imgs = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('EXISTS', job) == 0 then return {0, 'missing'} end
+if redis.call('EXISTS', job) == 0 then return {0, 'missing', 0, 0} end
 local now, ttl = ARGV[1], tonumber(ARGV[2])
 local added, failed = 0, 0
 for i = 3, #ARGV, 3 do
@@ -64,7 +64,7 @@ for i = 3, #ARGV, 3 do
     if ARGV[i + 2] == '1' then failed = failed + 1 end
   end
 end
-if added == 0 then return {0, redis.call('HGET', job, 'status')} end
+if added == 0 then return {0, redis.call('HGET', job, 'status'), 0, 0} end
 redis.call('PEXPIRE', res, redis.call('PTTL', job))
 local done = redis.call('HINCRBY', job, 'done', added)
 local nfailed = redis.call('HINCRBY', job, 'failed', failed)
@@ -77,9 +77,9 @@ if done >= total and (status == 'queued' or status == 'running') then
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', res, ttl)
   redis.call('DEL', imgs)
-  status = final
+  return {added, final, failed, 1}
 end
-return {added, status}
+return {added, status, failed, 0}
 """
 
 # Cancel: only an active job changes; its images are dropped at once.
@@ -168,10 +168,13 @@ def decode_item(index: int, raw: bytes | str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Recorded:
-    """What recording a chunk did: items newly stored, and the job's status after it."""
+    """What recording a chunk did: items newly stored (``failed`` of them errors), the
+    job's status after it, and whether this very write finished the job."""
 
     added: int
     status: str
+    failed: int = 0
+    finished_job: bool = False
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,15 @@ class JobStore:
             url, delivered = self.redis.hmget(keys.job(job_id), ["callback_url", "webhook_delivered_at"])
         return (url.decode() if url else None), delivered is not None
 
+    def lock_webhook(self, job_id: str, ttl_s: float) -> bool:
+        """Take the job's webhook lock (one delivery in flight at a time); False if held."""
+        with self.guard():
+            return bool(self.redis.set(keys.webhook_lock(job_id), 1, nx=True, px=int(ttl_s * 1000)))
+
+    def unlock_webhook(self, job_id: str) -> None:
+        with self.guard():
+            self.redis.delete(keys.webhook_lock(job_id))
+
     def mark_delivered(self, job_id: str) -> bool:
         """Record the webhook as delivered; False if it already was (another delivery won)."""
         with self.guard():
@@ -347,9 +359,9 @@ class JobStore:
             if len(args) == 2:
                 status = self.redis.hget(keys.job(job_id), "status") or b"missing"
                 return Recorded(0, status.decode())
-            added, status = self._record(
+            added, status, failed, finished = self._record(
                 keys=[keys.job(job_id), keys.results(job_id), keys.images(job_id)], args=args)
-        return Recorded(int(added), status.decode())
+        return Recorded(int(added), status.decode(), int(failed), bool(finished))
 
     def guard(self) -> "_Guard":
         return _Guard()

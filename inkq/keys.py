@@ -11,6 +11,7 @@ inkq:job:{id}                       hash    status, total, done, failed, timesta
 inkq:job:{id}:images                list    the job's images, base64 text as sent, in order;
                                             deleted once the job has finished
 inkq:job:{id}:results               hash    item index -> compact result (see jobstore)
+inkq:job:{id}:webhook               string  lock held while the job's webhook is being sent
 inkq:idem:{owner}:{sha256(key)}     string  job id for an ``Idempotency-Key``
 inkq:reply:{request id}             list    the one reply to a POST /predict
 inkq:workers                        zset    worker id -> last heartbeat (epoch s)
@@ -36,6 +37,10 @@ def images(job_id: str) -> str:
 
 def results(job_id: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}:results"
+
+
+def webhook_lock(job_id: str) -> str:
+    return f"{PREFIX}:job:{{{job_id}}}:webhook"
 
 
 def idempotency(owner: str, key_digest: str) -> str:

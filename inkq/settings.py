@@ -37,6 +37,10 @@ class Settings:
     data_dir: Path = _setting(
         "INKQ_DATA_DIR", Path(".inkq"),
         "Folder for the embedded Redis's data (AOF) and logs.")
+    metrics_dir: Path = _setting(
+        "INKQ_METRICS_DIR", Path(".inkq/metrics"),
+        "Folder where every API and worker process on this host writes its Prometheus "
+        "metrics (multiprocess mode); /metrics sums them. `PROMETHEUS_MULTIPROC_DIR` wins if set.")
     model_path: Path = _setting(
         "INKQ_MODEL_PATH", ROOT / "artifacts" / "emnist_model.joblib",
         "The model artifact; its model card is the `.json` beside it.")

@@ -114,7 +114,8 @@ def start_service(redis_url: str, log_dir: Path, env: dict[str, str] | None = No
     """``workers`` separate ``inkq worker`` processes (each in its own session, so a
     test can kill one with its pool), the webhook notifier and one ``inkq api``."""
     port = free_port()
-    env = {**SERVICE_ENV, **(env or {}), "REDIS_URL": redis_url}
+    env = {**SERVICE_ENV, "INKQ_METRICS_DIR": str(log_dir / "metrics"), **(env or {}),
+           "REDIS_URL": redis_url}
     procs = {"api": start_process("api", ["api", "--port", str(port)], env, log_dir)}
     for n in range(workers):
         procs[f"worker{n}"] = start_process(f"worker{n}", ["worker"], env, log_dir)

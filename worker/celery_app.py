@@ -18,6 +18,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from celery import signals  # noqa: E402
 
+from inkq import metrics  # noqa: E402,F401  (picks the metrics folder before the pool forks)
+
 from inkq.jobstore import check_redis_config, connect  # noqa: E402
 from inkq.queue import make_celery  # noqa: E402
 from inkq.settings import Settings  # noqa: E402

@@ -42,16 +42,23 @@ def run_webhook(job_id: str, attempt: int, *, store: JobStore, settings: Setting
         return "already_delivered"
     if doc["status"] not in FINISHED:
         return "not_finished"
-    body = orjson.dumps(public(doc))
+    if not store.lock_webhook(job_id, settings.webhook_timeout_s + 5):
+        raise DeliveryFailed("another delivery of this webhook is in flight")
     try:
-        status = deliver(url, body, secret=settings.webhook_secret,
-                         delivery_id=f"{job_id}.{attempt}", timeout_s=settings.webhook_timeout_s)
-    except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
-    if not 200 <= status < 300:
-        raise DeliveryFailed(f"receiver answered {status}")
-    store.mark_delivered(job_id)
-    return "delivered"
+        if store.callback(job_id)[1]:
+            return "already_delivered"
+        body = orjson.dumps(public(doc))
+        try:
+            status = deliver(url, body, secret=settings.webhook_secret,
+                             delivery_id=f"{job_id}.{attempt}", timeout_s=settings.webhook_timeout_s)
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"receiver answered {status}")
+        store.mark_delivered(job_id)
+        return "delivered"
+    finally:
+        store.unlock_webhook(job_id)
 
 
 def backoff_s(attempt: int) -> float:

@@ -13,9 +13,9 @@ from typing import Any, Callable, TypeVar
 import orjson
 from celery.exceptions import Reject
 
-from inkq import keys
+from inkq import keys, metrics
 from inkq.errors import StoreUnavailable
-from inkq.jobstore import FINISHED, RUNNING, JobStore
+from inkq.jobstore import FAILED, PARTIALLY_SUCCEEDED, RUNNING, SUCCEEDED, JobStore
 from inkq.queue import CLASSIFY_CHUNK, DELIVER_WEBHOOK, PREDICT
 from inkq.settings import Settings
 
@@ -27,29 +27,47 @@ from .pipeline import classify_encoded
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+COMPLETED = (SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED)
 
 #: A /predict reply waits this long for the API to read it.
 REPLY_TTL_S = 60
 
 
 def run_chunk(job_id: str, start: int, stop: int, *, store: JobStore, model: Model,
-              settings: Settings) -> int:
+              settings: Settings, queued_at: float | None = None) -> int:
     """Classify images ``[start, stop)`` of a job and record them; returns items newly recorded."""
+    ids = {"job_id": job_id, "chunk": f"{start}-{stop}"}
     claim = store.claim(job_id, start, stop, model_version=model.version)
+    if queued_at is not None:
+        metrics.STAGE_SECONDS.labels("queue_wait").observe(max(0.0, time.time() - queued_at))
     if claim.status != RUNNING:
-        log.info("job %s chunk %d-%d skipped: job is %s", job_id, start, stop, claim.status)
+        log.info("job %s chunk %d-%d skipped: job is %s", job_id, start, stop, claim.status, extra=ids)
         return 0
     # Items refused at submission are stored as empty placeholders, already answered.
     todo = [i for i, image in enumerate(claim.images) if image]
+    timings: dict[str, float] = {}
     items = classify_encoded(
         model, [claim.images[i] for i in todo],
-        max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels)
+        max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels,
+        timings=timings)
     slots: list[dict[str, Any] | None] = [None] * len(claim.images)
     for i, item in zip(todo, items):
         slots[i] = item
+    t0 = time.perf_counter()
     recorded = store.record(job_id, start, slots)
-    log.info("job %s chunk %d-%d: %d items recorded", job_id, start, stop, recorded.added)
-    if recorded.status in FINISHED:
+    timings["result_write"] = time.perf_counter() - t0
+    for stage, seconds in timings.items():
+        metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+    metrics.CHUNK_IMAGES.observe(len(claim.images))
+    metrics.IMAGES.labels("classified").inc(recorded.added - recorded.failed)
+    metrics.IMAGES.labels("error").inc(recorded.failed)
+    if recorded.finished_job:
+        metrics.JOBS_FINISHED.labels(recorded.status).inc()
+    log.info("job %s chunk %d-%d: %d items recorded", job_id, start, stop, recorded.added, extra=ids)
+    # The write that finished the job queues its webhook; so does a redelivered
+    # chunk that finds it finished (its first delivery may have died right after
+    # finishing it). A cancelled job's webhook is the API's to queue.
+    if recorded.finished_job or (recorded.added == 0 and recorded.status in COMPLETED):
         notify_if_wanted(job_id, store)
     return recorded.added
 
@@ -72,6 +90,7 @@ def run_predict(request_id: str, image: str, *, store: JobStore, model: Model,
     item = classify_encoded(
         model, [image],
         max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels)[0]
+    metrics.PREDICTIONS.labels("error" if "error" in item else "classified").inc()
     pipe = store.redis.pipeline(transaction=True)
     pipe.lpush(keys.reply(request_id), orjson.dumps(item))
     pipe.expire(keys.reply(request_id), REPLY_TTL_S)
@@ -100,12 +119,12 @@ def riding_out_outages(fn: Callable[[], T], *, patience_s: float) -> T:
 
 
 @app.task(name=CLASSIFY_CHUNK)
-def classify_chunk(job_id: str, start: int, stop: int) -> int:
+def classify_chunk(job_id: str, start: int, stop: int, queued_at: float | None = None) -> int:
     s = runtime.settings()
     try:
         return riding_out_outages(
             lambda: run_chunk(job_id, start, stop, store=runtime.store(), model=runtime.model(),
-                              settings=s),
+                              settings=s, queued_at=queued_at),
             patience_s=s.visibility_timeout_s / 2)
     except StoreUnavailable as exc:
         # Back on the queue (or, if Redis is still gone, left unacknowledged for

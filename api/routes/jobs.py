@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, request, url_for
 from kombu.exceptions import KombuError
 
+from inkq import metrics
 from inkq.errors import (
     Conflict, ImageTooLarge, InvalidImage, InvalidJSON, JobNotFound, PayloadTooLarge,
     StoreUnavailable, ValidationFailed)
@@ -20,6 +23,7 @@ from ..responses import json_response
 from ..services import services
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
+log = logging.getLogger(__name__)
 
 #: Results per page unless ``limit`` says otherwise, and the most it may say.
 DEFAULT_PAGE, MAX_PAGE = 1000, 1000
@@ -105,6 +109,13 @@ def create_job() -> Response:
             publish_chunks(job_id, len(images), svc.settings.chunk_size)
         elif callback_url:
             notify(job_id)
+        metrics.JOBS_SUBMITTED.inc()
+        log.info("job %s queued: %d images, %d refused up front", job_id, len(images), len(rejected),
+                 extra={"job_id": job_id})
+        if rejected:
+            metrics.IMAGES.labels("error").inc(len(rejected))
+        if doc["status"] in FINISHED:
+            metrics.JOBS_FINISHED.labels(doc["status"]).inc()
     except (StoreUnavailable, KombuError, OSError) as exc:
         _undo(job_id, who, idem_key)
         if isinstance(exc, StoreUnavailable):
@@ -115,9 +126,10 @@ def create_job() -> Response:
 
 def publish_chunks(job_id: str, total: int, chunk_size: int) -> None:
     celery = services().celery
+    now = time.time()
     with celery.producer_or_acquire() as producer:
         for start in range(0, total, chunk_size):
-            celery.send_task(CLASSIFY_CHUNK, args=[job_id, start, min(start + chunk_size, total)],
+            celery.send_task(CLASSIFY_CHUNK, args=[job_id, start, min(start + chunk_size, total), now],
                              producer=producer)
 
 
@@ -186,6 +198,8 @@ def cancel_job(job_id: str) -> Response:
     before = _job_or_404(job_id)
     services().store.cancel(job_id)
     after = _job_or_404(job_id)
+    if before["status"] not in FINISHED and after["status"] == "cancelled":
+        metrics.JOBS_FINISHED.labels("cancelled").inc()
     if before["status"] not in FINISHED and after["callback_url"]:
         try:
             notify(job_id)

@@ -363,8 +363,8 @@ class Client:
         """Poll until the job finishes; return its final document.
 
         ``progress`` is called with every document polled, the last one included.
-        ``timeout_s`` bounds the wait; passing it raises ``TimeoutError`` (the job
-        keeps running on the server).
+        ``timeout_s`` bounds the wait: past it, ``errors.WaitTimeout`` (a
+        ``TimeoutError``) is raised and the job keeps running on the server.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
@@ -374,7 +374,7 @@ class Client:
             if is_finished(job):
                 return job
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout_s} s")
+                raise errors.WaitTimeout(f"job {job_id} still {job.get('status')} after {timeout_s} s")
             self._sleep(poll_interval_s)
 
     def results(self, job_id: str, page_size: int = RESULTS_PAGE_SIZE) -> Iterator[dict[str, Any]]:

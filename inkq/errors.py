@@ -18,6 +18,7 @@ client can raise the same types back from a response::
     │   ├── StoreUnavailable          503 store_unavailable
     │   └── NoWorkers                 503 no_workers
     ├── PredictTimeout(TimeoutError)  504 predict_timeout
+    ├── WaitTimeout(TimeoutError)         wait_timeout (client side: a job outlasted a wait)
     ├── ModelError(RuntimeError)      500 model_error
     │   └── ArtifactMismatch          500 artifact_mismatch
     └── ItemError(ValueError)         per-item error inside a job, never a request failure
@@ -141,6 +142,13 @@ class PredictTimeout(InkqError, TimeoutError):
 
     status_code = 504
     code = "predict_timeout"
+
+
+class WaitTimeout(InkqError, TimeoutError):
+    """A job did not finish within the time a client was willing to wait."""
+
+    status_code = 408
+    code = "wait_timeout"
 
 
 class ModelError(InkqError, RuntimeError):

@@ -3,12 +3,14 @@ every Celery pool process on a host writes to one folder, and ``GET /metrics``
 sums them.
 
 Import this module before anything else imports ``prometheus_client``: the
-multiprocess folder must be chosen before the first metric exists.
+multiprocess folder must be chosen before the first metric exists. In Docker
+Compose the API and worker containers share that folder as a volume.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from .settings import Settings
@@ -16,6 +18,13 @@ from .settings import Settings
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Settings.from_env().metrics_dir.resolve())
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+from prometheus_client import values  # noqa: E402
+
+# Files are named per process: host and pid, since containers sharing one
+# metrics volume (docker compose --scale) each number their processes from 1.
+values.ValueClass = values.MultiProcessValue(
+    process_identifier=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 from prometheus_client import Counter, Histogram  # noqa: E402
 

@@ -1,0 +1,90 @@
+"""Smoke test of the benchmark suite: every measurement on tiny numbers, against a
+real stack (embedded Redis, ``inkq api``, ``inkq worker``, the tutorial's worker).
+
+It checks that the run completes and that the JSON has every row with sane
+values; it never asserts a performance target (the bench itself reports those).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inkq.settings import Settings
+from tests.conftest import require
+
+
+@pytest.fixture(scope="module")
+def bench_run(emnist_dir, tmp_path_factory):
+    s = Settings.from_env()
+    require(s.model_path.exists(), f"no model artifact at {s.model_path} (train one: make train)")
+    from bench import report
+    from bench.run import Config, run
+
+    cfg = Config(images=48, big_job=96, memory_images=192, predicts=8, loaded_predicts=40,
+                 e2e_repeats=1, cpu_images=24, chunk_size=16, command="tests/test_bench.py")
+    results = run(cfg, log=lambda m: None)
+    out = tmp_path_factory.mktemp("bench")
+    rows = report.write(results, out)
+    return results, rows, out
+
+
+EXPECTED_ROWS = {
+    "inprocess_1", "inprocess", "e2e", "e2e_ratio", "tutorial", "tutorial_ratio", "e2e_vs_tutorial",
+    "cpu_pipeline", "cpu_decode", "cpu_ratio",
+    "predict_idle_p50", "predict_idle_p99",
+    "ws_1", "ws_n", "ws_n_ratio", "scaling", "rss_growth",
+    "redis_per_image", "redis_per_image_ratio", "broker_largest", "redis_per_result",
+    "redis_ops", "redis_net",
+}
+
+
+@pytest.mark.slow
+def test_bench_writes_every_row(bench_run):
+    results, rows, out = bench_run
+    data = json.loads((out / "latest.json").read_text())
+    keys = {r["key"] for r in data["rows"]}
+    if results["config"]["workers"] == 1:  # a one-core machine has no scaling rows
+        keys |= {"inprocess_1", "ws_1", "ws_n", "ws_n_ratio", "scaling"}
+    assert EXPECTED_ROWS <= keys, EXPECTED_ROWS - keys
+    # The loaded /predict rows exist when some requests ran while the bulk job did.
+    assert ("predict_loaded_p50" in keys) == bool(results["predict_loaded"].get("requests"))
+    # redis-benchmark: measured, or skipped with the reason.
+    rb = results["redis_benchmark"]
+    assert "skipped" in rb or rb["unpipelined"]
+    for r in data["rows"]:
+        assert r["status"] in ("met", "NOT met", "-"), r
+        assert r["value"] is None or r["value"] == r["value"], r  # no NaN
+    assert (out / "latest.md").read_text().count("\n| ") >= len(EXPECTED_ROWS)
+    assert (out / "throughput.png").stat().st_size > 1000
+    m = data["machine"]
+    assert m["cores"] >= 1 and m["python"] and m["libraries"]["celery"]
+
+
+@pytest.mark.slow
+def test_bench_values_are_sane(bench_run):
+    results, _, _ = bench_run
+    n = results["config"]["images"]
+    for run in results["end_to_end"]["runs"]:
+        assert run["items"] == n and run["status"] in ("succeeded", "partially_succeeded")
+        assert run["seconds"] > 0 and run["redis_calls_per_image"] > 0
+    assert results["tutorial"]["items"] == n
+    # The same model and images classify the same way in both designs.
+    assert abs(results["tutorial"]["accuracy"] - results["end_to_end"]["best"]["accuracy"]) < 0.05
+    for procs in results["inprocess"].values():
+        assert procs["images"] == n and procs["images_per_s"] > 0
+    cpu = results["per_image_cpu"]
+    assert 0 < cpu["pillow_decode_ms"] < cpu["pipeline_ms"]
+    assert results["predict_idle"]["requests"] == results["config"]["predicts"]
+    for key in ("1", str(results["config"]["workers"])):
+        assert results["worker_side"][key]["images_per_s"] > 0
+    q = results["redis_queued"]
+    assert q["broker_messages"] == -(-results["config"]["big_job"] // results["config"]["chunk_size"])
+    assert 0 < q["broker_largest_message_bytes"] < q["png_mean_bytes"]
+    # A queued image holds at least its PNG (as base64 or raw): memory is measured, not zero.
+    assert q["bytes_per_queued_image"] > 0.9 * q["png_mean_bytes"]
+    assert results["redis_results"]["bytes_per_result"] > 0
+    rss = results["worker_rss"]
+    assert rss["images"] == results["config"]["memory_images"] and rss["rss_baseline_mb"] > 50
+    assert results["tutorial"]["broker_largest_message_bytes"] > q["png_mean_bytes"]

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     results = run(cfg)
     rows = report.write(results, a.out)
     print(report.table(rows))
+    for line in report.contention_lines(results):
+        if line:
+            print("\n" + line)
     print(f"\nwrote {a.out / 'latest.json'}, latest.md, throughput.png ({results['seconds']:.0f} s)")
     return 0
 

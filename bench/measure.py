@@ -116,6 +116,59 @@ def accuracy(items: Sequence[dict[str, Any]], labels: Sequence[str]) -> float:
     return ok / max(1, len(items))
 
 
+class Contention:
+    """How much of the machine processes outside this run used while a block ran.
+
+    System-wide busy CPU time minus the CPU time of this process and all its
+    descendants (the stack, the workers, forked in-process runs; reaped ones
+    through their parents' ``children_*`` times), as a share of wall time x
+    cores. Near 0 on a quiet machine; 0.5 on 2 cores means one core was gone.
+
+    Niced processes (a training run started with ``nice``) are counted apart:
+    they mostly fill cycles this run leaves idle, so they weigh far less.
+    """
+
+    def __enter__(self) -> "Contention":
+        self.t0, self.busy0, self.ours0 = time.perf_counter(), _busy_cpu(), _our_cpu()
+        self.share: float | None = None
+        self.niced: float | None = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self.t0
+        if wall < 0.5:  # too short to say anything
+            return
+        (busy1, nice1), (busy0, nice0) = _busy_cpu(), self.busy0
+        cap = wall * (os.cpu_count() or 1)
+        foreign = (busy1 - busy0) - (nice1 - nice0) - (_our_cpu() - self.ours0)
+        self.share = max(0.0, foreign / cap)
+        self.niced = max(0.0, (nice1 - nice0) / cap)
+
+
+def _busy_cpu() -> tuple[float, float]:
+    """(busy CPU seconds at normal priority and above, niced CPU seconds), system-wide."""
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    nice = getattr(t, "nice", 0.0)
+    return busy, nice
+
+
+def _our_cpu() -> float:
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 # --------------------------------------------------------------------------- 1. in-process limit
 
 

@@ -146,6 +146,25 @@ def rows(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def contention_lines(r: dict[str, Any]) -> list[str]:
+    """A note on how much of the machine other processes took during each step."""
+    c = {k: v for k, v in (r.get("contention") or {}).items() if v is not None}
+    if not c:
+        return []
+    worst = max(c, key=c.get)
+    mean = sum(c.values()) / len(c)
+    text = (f"Other processes used {mean:.0%} of the machine on average during the measurements "
+            f"(most during {worst}: {c[worst]:.0%}).")
+    n = {k: v for k, v in (r.get("contention_niced") or {}).items() if v is not None}
+    if n:
+        text += (f" Niced processes used {sum(n.values()) / len(n):.0%} on average "
+                 f"(they mostly take cycles this run leaves idle).")
+    if c[worst] > 0.1 or (n and max(n.values()) > 0.25):
+        text += (" Throughput rows and ratios measured under such contention are not this "
+                 "machine's capacity; rerun on a quiet machine.")
+    return [text, ""]
+
+
 def table(rs: list[Row]) -> str:
     w = max(len(x.what) for x in rs)
     lines = [f"{'measurement':<{w}}  {'value':>14}  {'target':>9}  result"]
@@ -183,6 +202,7 @@ def markdown(r: dict[str, Any], rs: list[Row]) -> str:
     met = sum(1 for x in rs if x.status == MET)
     targets = sum(1 for x in rs if x.status != INFO)
     lines += ["", f"{met} of {targets} targets met.", ""]
+    lines += contention_lines(r)
     return "\n".join(lines)
 
 

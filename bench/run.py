@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import measure
 from .data import load_images
@@ -91,6 +92,22 @@ def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
     }
     w = cfg.workers
 
+    contention: dict[str, float | None] = {}
+    niced: dict[str, float | None] = {}
+    r["contention"], r["contention_niced"] = contention, niced
+
+    @contextmanager
+    def phase(name: str, message: str) -> Iterator[None]:
+        log(message)
+        with measure.Contention() as c:
+            yield
+        contention[name] = c.share
+        niced[name] = c.niced
+        if c.share is not None and c.share > 0.1:
+            log(f"   note: other processes used {c.share:.0%} of the machine during this step")
+        if c.niced is not None and c.niced > 0.1:
+            log(f"   note: niced processes used {c.niced:.0%} of the machine during this step")
+
     log(f"rendering/loading {cfg.images} images")
     im = load_images(cfg.images, seed=cfg.seed)
     r["images"] = {"count": len(im), "png_mean_bytes": im.mean_png_bytes,
@@ -98,12 +115,12 @@ def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
 
     limit_runs: dict[str, list[dict[str, Any]]] = {}
     for procs in sorted({1, w}):
-        log(f"1. in-process limit, {procs} process(es)")
-        limit_runs.setdefault(str(procs), []).append(measure.inprocess_limit(im.urls, procs, chunk))
+        with phase(f"inprocess_{procs}", f"1. in-process limit, {procs} process(es)"):
+            limit_runs.setdefault(str(procs), []).append(measure.inprocess_limit(im.urls, procs, chunk))
     r["inprocess"] = {k: v[0] for k, v in limit_runs.items()}
-    log("4. CPU per image")
-    sub = im.take(min(cfg.cpu_images, len(im)))
-    r["per_image_cpu"] = measure.per_image_cpu(sub.pngs, sub.urls, chunk)
+    with phase("per_image_cpu", "4. CPU per image"):
+        sub = im.take(min(cfg.cpu_images, len(im)))
+        r["per_image_cpu"] = measure.per_image_cpu(sub.pngs, sub.urls, chunk)
 
     with Stack() as stack:
         r["stack"] = {"redis_url": stack.redis_url, "api": stack.url, "run_dir": str(stack.run_dir),
@@ -113,60 +130,64 @@ def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             r["client"] = type(client).__module__ + "." + type(client).__name__
             r["worker_side"] = {}
             if w != 1:
-                log("6. worker-side throughput, 1 process")
-                r["worker_side"]["1"] = measure.worker_side(stack, client, im.urls, 1)
+                with phase("worker_side_1", "6. worker-side throughput, 1 process"):
+                    r["worker_side"]["1"] = measure.worker_side(stack, client, im.urls, 1)
 
-            log(f"7. Redis memory of a queued {cfg.big_job}-image job, broker messages")
-            big = im.take(cfg.big_job)
-            q = measure.redis_queued_memory(stack, client, big.urls, im.pngs)
-            r["redis_queued"] = q
-            second = client.submit(im.urls)  # worker-side throughput with w processes, after the big job
-            stack.start_workers(w)
-            log(f"5. /predict while the {cfg.big_job}-image job runs")
+            with phase("redis_queued", f"7. Redis memory of a queued {cfg.big_job}-image job, broker messages"):
+                big = im.take(cfg.big_job)
+                q = measure.redis_queued_memory(stack, client, big.urls, im.pngs)
+                r["redis_queued"] = q
+                # Behind the big job: worker-side throughput with w processes.
+                second = client.submit(im.urls)
+                stack.start_workers(w)
 
             def big_running() -> bool:
                 return measure.job_fields(stack, q["job_id"]).get("status") not in measure.FINISHED
 
-            r["predict_loaded"] = measure.predict_latency(client, im.urls, cfg.loaded_predicts,
-                                                          while_=big_running)
-            r["predict_loaded"]["bulk_images"] = cfg.big_job
-            f = measure.wait_job(stack, second["id"], 900)
+            with phase("predict_loaded", f"5. /predict while the {cfg.big_job}-image job runs"):
+                r["predict_loaded"] = measure.predict_latency(client, im.urls, cfg.loaded_predicts,
+                                                              while_=big_running)
+                r["predict_loaded"]["bulk_images"] = cfg.big_job
+            with phase(f"worker_side_{w}", f"6. worker-side throughput, {w} processes"):
+                f = measure.wait_job(stack, second["id"], 900)
             secs = float(f["finished_at"]) - float(f["started_at"])
             r["worker_side"][str(w)] = {"concurrency": w, "images": len(im), "seconds": secs,
                                         "images_per_s": len(im) / secs, "status": f["status"]}
             r["redis_results"] = measure.redis_result_memory(
                 stack, [q["job_id"], second["id"]], cfg.big_job + len(im), q["used_memory_before"])
 
-            log("5. /predict at idle")
-            r["predict_idle"] = measure.predict_latency(client, im.urls, cfg.predicts)
+            with phase("predict_idle", "5. /predict at idle"):
+                r["predict_idle"] = measure.predict_latency(client, im.urls, cfg.predicts)
 
             # End to end, each run right after an in-process run on the same
             # images: a neighbour on the machine then weighs on both alike.
             runs, pairs = [], []
             for i in range(cfg.e2e_repeats):
-                log(f"2. end to end, run {i + 1} of {cfg.e2e_repeats} (after an in-process run)")
-                lim = measure.inprocess_limit(im.urls, w, chunk)
-                e2e = measure.end_to_end(stack, client, im.urls, im.labels)
+                with phase(f"end_to_end_{i + 1}",
+                           f"2. end to end, run {i + 1} of {cfg.e2e_repeats} (after an in-process run)"):
+                    lim = measure.inprocess_limit(im.urls, w, chunk)
+                    e2e = measure.end_to_end(stack, client, im.urls, im.labels)
                 runs.append(e2e)
                 pairs.append({"inprocess_images_per_s": lim["images_per_s"],
                               "e2e_images_per_s": e2e["images_per_s"],
-                              "ratio": e2e["images_per_s"] / lim["images_per_s"]})
+                              "ratio": e2e["images_per_s"] / lim["images_per_s"],
+                              "contention": contention[f"end_to_end_{i + 1}"]})
                 limit_runs.setdefault(str(w), []).append(lim)
             r["end_to_end"] = {"best": max(runs, key=lambda x: x["images_per_s"]), "runs": runs,
                                "pairs": pairs}
             r["inprocess"] = {k: {**max(v, key=lambda x: x["images_per_s"]), "runs": len(v)}
                               for k, v in limit_runs.items()}
 
-            log(f"7. worker RSS over {cfg.memory_images} images")
-            r["worker_rss"] = measure.worker_rss(stack, client, im.urls, cfg.memory_images,
-                                                 job_size=min(cfg.big_job, settings.max_images_per_job))
+            with phase("worker_rss", f"7. worker RSS over {cfg.memory_images} images"):
+                r["worker_rss"] = measure.worker_rss(stack, client, im.urls, cfg.memory_images,
+                                                     job_size=min(cfg.big_job, settings.max_images_per_job))
 
-            log("3. the tutorial design")
-            r["tutorial"] = measure.tutorial_design(stack, im.urls, w, im.labels)
+            with phase("tutorial", "3. the tutorial design"):
+                r["tutorial"] = measure.tutorial_design(stack, im.urls, w, im.labels)
 
             if cfg.redis_benchmark:
-                log("8. redis-benchmark")
-                r["redis_benchmark"] = measure.redis_benchmark(stack)
+                with phase("redis_benchmark", "8. redis-benchmark"):
+                    r["redis_benchmark"] = measure.redis_benchmark(stack)
         finally:
             if hasattr(client, "close"):
                 client.close()

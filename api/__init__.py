@@ -34,10 +34,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from .auth import authenticate
     from .observe import observe_requests
-    from .routes import health, jobs, metrics as metrics_route, page, predict
+    from .routes import docs, health, jobs, metrics as metrics_route, page, predict
 
     app.before_request(authenticate)
     observe_requests(app)
-    for module in (health, jobs, predict, metrics_route, page):
+    for module in (health, jobs, predict, metrics_route, docs, page):
         app.register_blueprint(module.bp)
     return app

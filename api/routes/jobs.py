@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, TypeVar
 
-import orjson
 from flask import Blueprint, Response, request, url_for
 from kombu.exceptions import KombuError
+from pydantic import BaseModel, ValidationError
 
 from inkq import metrics
 from inkq.errors import (
@@ -20,23 +20,29 @@ from inkq.webhooks import validate_callback_url
 
 from ..auth import owner
 from ..responses import json_response
+from ..schemas import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE, JobCreate
 from ..services import services
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
 
-#: Results per page unless ``limit`` says otherwise, and the most it may say.
-DEFAULT_PAGE, MAX_PAGE = 1000, 1000
+M = TypeVar("M", bound=BaseModel)
 #: base64 inflates by 4/3; a data URL prefix adds a little.
 _B64_SLACK = 256
 
 
-def read_json() -> Any:
-    """The request body as JSON; 400 ``invalid_json`` otherwise."""
+def read_body(model: type[M]) -> M:
+    """The request body validated against ``model``: 400 ``invalid_json`` or ``validation_failed``."""
     try:
-        return orjson.loads(request.get_data(cache=False))
-    except orjson.JSONDecodeError as exc:
-        raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from None
+        return model.model_validate_json(request.get_data(cache=False))
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_input=False)
+        if any(p["type"] == "json_invalid" for p in problems):
+            raise InvalidJSON("The request body is not valid JSON.") from None
+        described = "; ".join(
+            f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ValidationFailed(f"The request does not match the schema: {described}{more}.") from None
 
 
 def present(doc: dict[str, Any]) -> dict[str, Any]:
@@ -44,40 +50,28 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
     return public(doc, request.script_root)
 
 
-def parse_callback(body: dict[str, Any]) -> str | None:
+def parse_callback(body: JobCreate) -> str | None:
     s = services().settings
-    if body.get("callback_url") is None:
+    if body.callback_url is None:
         return None
     if not s.webhook_secret:
         raise ValidationFailed('"callback_url" needs webhooks configured (INKQ_WEBHOOK_SECRET).')
-    return validate_callback_url(body["callback_url"], s.webhook_hosts)
+    return validate_callback_url(body.callback_url, s.webhook_hosts)
 
 
-def parse_images(body: Any) -> tuple[list[str], dict[int, dict[str, str]]]:
-    """Validate a job body; returns the images and the items refused up front."""
+def parse_images(body: JobCreate) -> tuple[list[str], dict[int, dict[str, str]]]:
+    """Check a job's limits; returns the images and the items refused up front."""
     s = services().settings
-    if not isinstance(body, dict) or "images" not in body:
-        raise ValidationFailed('The body must be a JSON object with an "images" list.')
-    images = body["images"]
-    if not isinstance(images, list):
-        raise ValidationFailed('"images" must be a list of base64 PNG strings.')
-    if not images:
-        raise ValidationFailed('"images" must not be empty.')
+    images = body.images
     if len(images) > s.max_images_per_job:
         raise PayloadTooLarge(
             f"A job holds at most {s.max_images_per_job} images; this one has {len(images)}.",
             limit=s.max_images_per_job)
-    unknown = set(body) - {"images", "callback_url"}
-    if unknown:
-        raise ValidationFailed(f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}.")
     max_chars = s.max_image_bytes * 4 // 3 + _B64_SLACK
     rejected: dict[int, dict[str, str]] = {}
     for i, image in enumerate(images):
-        if not isinstance(image, str):
-            raise ValidationFailed(f"images[{i}] must be a string, not {type(image).__name__}.")
         if not image:
             rejected[i] = InvalidImage("The image is empty.").to_dict()
-            images[i] = ""
         elif len(image) > max_chars:
             rejected[i] = ImageTooLarge(f"The image exceeds {s.max_image_bytes} bytes.").to_dict()
             images[i] = ""
@@ -87,7 +81,7 @@ def parse_images(body: Any) -> tuple[list[str], dict[int, dict[str, str]]]:
 @bp.post("/jobs")
 def create_job() -> Response:
     svc = services()
-    body = read_json()
+    body = read_body(JobCreate)
     images, rejected = parse_images(body)
     callback_url = parse_callback(body)
     who = owner()
@@ -166,7 +160,7 @@ def get_job(job_id: str) -> Response:
     return json_response(present(_job_or_404(job_id)))
 
 
-def _int_arg(name: str, default: int, lo: int, hi: int | None = None) -> int:
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
@@ -174,14 +168,14 @@ def _int_arg(name: str, default: int, lo: int, hi: int | None = None) -> int:
         value = int(raw)
     except ValueError:
         raise ValidationFailed(f"{name} must be an integer.") from None
-    if value < lo or (hi is not None and value > hi):
-        raise ValidationFailed(f"{name} must be between {lo} and {hi if hi is not None else 'any'}.")
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{name} must be between {lo} and {hi}.")
     return value
 
 
 @bp.get("/jobs/<job_id>/results")
 def get_results(job_id: str) -> Response:
-    offset = _int_arg("offset", 0, 0)
+    offset = _int_arg("offset", 0, 0, MAX_OFFSET)
     limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
     doc = _job_or_404(job_id)
     total = doc["total"]

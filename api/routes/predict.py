@@ -13,12 +13,13 @@ from kombu.exceptions import KombuError
 
 from inkq import heartbeat, keys
 from inkq.errors import (
-    ImageTooLarge, NoWorkers, PredictTimeout, StoreUnavailable, ValidationFailed, from_dict)
+    ImageTooLarge, NoWorkers, PredictTimeout, StoreUnavailable, from_dict)
 from inkq.queue import PREDICT
 
 from ..responses import json_response
 from ..services import services
-from .jobs import _B64_SLACK, read_json
+from ..schemas import PredictRequest
+from .jobs import _B64_SLACK, read_body
 
 bp = Blueprint("predict", __name__)
 
@@ -27,10 +28,7 @@ bp = Blueprint("predict", __name__)
 def predict() -> Response:
     svc = services()
     s = svc.settings
-    body = read_json()
-    if not isinstance(body, dict) or not isinstance(body.get("image"), str):
-        raise ValidationFailed('The body must be a JSON object with an "image" string (a base64 PNG).')
-    image = body["image"]
+    image = read_body(PredictRequest).image
     if len(image) > s.max_image_bytes * 4 // 3 + _B64_SLACK:
         exc = ImageTooLarge(f"The image exceeds {s.max_image_bytes} bytes.")
         exc.status_code = 413

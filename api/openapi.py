@@ -1,0 +1,152 @@
+"""The OpenAPI 3.1 document, assembled from the schemas in :mod:`api.schemas`.
+
+Paths and their status codes are listed here once; every body schema comes
+from the pydantic models the routes validate with.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from inkq import __version__
+
+from .schemas import COMPONENTS, DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
+
+_REF = "#/components/schemas/{model}"
+
+_ERRORS = {
+    400: "Malformed JSON or a body that does not match the schema (`invalid_json`, `validation_failed`).",
+    401: "An API key is required and was missing, unknown or revoked (`unauthorized`).",
+    404: "No such job: unknown, expired, or created with another key (`job_not_found`).",
+    413: "The body, the job or the image exceeds a limit (`payload_too_large`, `image_too_large`).",
+    422: "The image could not be classified (`invalid_base64`, `invalid_image`, `blank_image`, ...).",
+    429: "Rate limited (`rate_limited`); retry after the `Retry-After` seconds.",
+    503: "Redis unavailable or no worker running (`store_unavailable`, `no_workers`).",
+    504: "No worker answered in time (`predict_timeout`).",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(name: str, description: str, headers: dict | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description,
+                           "content": {"application/json": {"schema": _ref(name)}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    out = {}
+    for code in codes:
+        headers = None
+        if code == 429:
+            headers = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+        out[str(code)] = _json("ErrorBody", _ERRORS[code], headers)
+    return out
+
+
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_GUARDED = (400, 401, 429, 503)
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/v1/jobs": {"post": {
+            "operationId": "createJob",
+            "summary": "Submit a bulk job",
+            "description": "Stores the images and queues them in chunks. A bad image is an error "
+                           "on its item, not on the request.",
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "maxLength": 255},
+                            "description": "A retried submit with the same key returns the same job."}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobCreate")}}},
+            "responses": {
+                "202": _json("JobDocument", "Accepted and queued.",
+                             {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}}),
+                "200": _json("JobDocument", "The job an earlier request with this Idempotency-Key created."),
+                "409": _json("ErrorBody", "A request with this Idempotency-Key is still being created."),
+                **_errors(*_GUARDED, 413),
+            },
+        }},
+        "/v1/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob", "summary": "A job's status and progress",
+                "parameters": [_JOB_ID],
+                "responses": {"200": _json("JobDocument", "The job."), **_errors(*_GUARDED, 404)},
+            },
+            "delete": {
+                "operationId": "cancelJob", "summary": "Cancel a job",
+                "description": "Items not yet classified are skipped, even in chunks already reserved.",
+                "parameters": [_JOB_ID],
+                "responses": {"200": _json("JobDocument", "The job after cancelling."), **_errors(*_GUARDED, 404)},
+            },
+        },
+        "/v1/jobs/{job_id}/results": {"get": {
+            "operationId": "getResults", "summary": "A page of results, in input order",
+            "parameters": [
+                _JOB_ID,
+                {"name": "offset", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}},
+            ],
+            "responses": {"200": _json("ResultsPage", "Finished items of the page."), **_errors(*_GUARDED, 404)},
+        }},
+        "/v1/limits": {"get": {
+            "operationId": "getLimits", "summary": "The limits a client must keep to",
+            "responses": {"200": _json("Limits", "The limits."), **_errors(401, 429, 503)},
+        }},
+        "/predict": {"post": {
+            "operationId": "predict", "summary": "Classify one image now",
+            "description": "Goes through the same queue and workers as bulk jobs, on its own queue.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PredictRequest")}}},
+            "responses": {"200": _json("Prediction", "The top-5 characters."),
+                          **_errors(*_GUARDED, 413, 422, 504)},
+        }},
+        "/healthz": {"get": {
+            "operationId": "healthz", "summary": "Liveness", "security": [],
+            "responses": {"200": _json("Health", "The process answers.")},
+        }},
+        "/readyz": {"get": {
+            "operationId": "readyz", "summary": "Readiness: Redis answers and a worker with a model is alive",
+            "security": [],
+            "responses": {"200": _json("Readiness", "Ready."), "503": _json("Readiness", "Not ready.")},
+        }},
+        "/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics", "security": [],
+            "responses": {"200": {"description": "Prometheus text exposition.",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_errors(503)},
+        }},
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    _, defs = models_json_schema([(m, "validation") for m in COMPONENTS], ref_template=_REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "inkq",
+            "version": __version__,
+            "description": "Queue-backed batch handwriting recognition (EMNIST, 47 classes). "
+                           "Every error is `{\"error\": {\"code\", \"message\"}}`.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key from `inkq keys add` (when keys are required)."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+        # Keys are optional unless INKQ_REQUIRE_API_KEY is on.
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
+    }

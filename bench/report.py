@@ -107,6 +107,11 @@ def rows(r: dict[str, Any]) -> list[Row]:
             sr = many["images_per_s"] / one["images_per_s"]
             out.append(Row("scaling", f"6. scaling, {w} processes / 1", sr, "x", ">= 1.7",
                            _check(sr, ">=", 1.7)))
+            ip = r.get("inprocess", {})
+            if ip.get("1") and lim:
+                out.append(Row("scaling_inprocess", f"6. the machine's own scaling: in-process {w} / 1",
+                               lim / ip["1"]["images_per_s"], "x",
+                               note="the ceiling for the row above on this machine"))
     rss = r.get("worker_rss")
     if rss:
         g = rss["growth"] * 100
@@ -133,6 +138,15 @@ def rows(r: dict[str, Any]) -> list[Row]:
                        b["redis_calls_per_image"], "ops"))
         out.append(Row("redis_net", "8. Redis network bytes per image (in + out)",
                        b["redis_net_in_bytes_per_image"] + b["redis_net_out_bytes_per_image"], "B"))
+    sm = r.get("scaling_model") or {}
+    if sm.get("redis_cpu_us_per_image"):
+        out.append(Row("redis_cpu", "8. Redis CPU per image (end-to-end job)", sm["redis_cpu_us_per_image"], "us"))
+        out.append(Row("redis_capacity", "8. images/s one Redis core sustains at that cost",
+                       sm["images_per_s_one_redis_core"], "img/s"))
+        if sm.get("worker_cores_one_redis_core_feeds"):
+            out.append(Row("redis_feeds", "8. worker cores one Redis core feeds (at the worker-side rate "
+                                          f"of {sm['images_per_s_per_worker_core']:.0f} img/s per core)",
+                           sm["worker_cores_one_redis_core_feeds"], ""))
     rb = r.get("redis_benchmark")
     if rb:
         if "skipped" in rb:

@@ -23,7 +23,8 @@ def bench_run(emnist_dir, tmp_path_factory):
     from bench.run import Config, run
 
     cfg = Config(images=48, big_job=96, memory_images=192, predicts=8, loaded_predicts=40,
-                 e2e_repeats=1, cpu_images=24, chunk_size=16, command="tests/test_bench.py")
+                 e2e_repeats=1, scaling_repeats=1, cpu_images=24, chunk_size=16,
+                 command="tests/test_bench.py")
     results = run(cfg, log=lambda m: None)
     out = tmp_path_factory.mktemp("bench")
     rows = report.write(results, out)
@@ -34,9 +35,9 @@ EXPECTED_ROWS = {
     "inprocess_1", "inprocess", "e2e", "e2e_ratio", "tutorial", "tutorial_ratio", "e2e_vs_tutorial",
     "cpu_pipeline", "cpu_decode", "cpu_ratio",
     "predict_idle_p50", "predict_idle_p99",
-    "ws_1", "ws_n", "ws_n_ratio", "scaling", "rss_growth",
+    "ws_1", "ws_n", "ws_n_ratio", "scaling", "scaling_inprocess", "rss_growth",
     "redis_per_image", "redis_per_image_ratio", "broker_largest", "redis_per_result",
-    "redis_ops", "redis_net",
+    "redis_ops", "redis_net", "redis_cpu", "redis_capacity", "redis_feeds",
 }
 
 
@@ -46,7 +47,7 @@ def test_bench_writes_every_row(bench_run):
     data = json.loads((out / "latest.json").read_text())
     keys = {r["key"] for r in data["rows"]}
     if results["config"]["workers"] == 1:  # a one-core machine has no scaling rows
-        keys |= {"inprocess_1", "ws_1", "ws_n", "ws_n_ratio", "scaling"}
+        keys |= {"inprocess_1", "ws_1", "ws_n", "ws_n_ratio", "scaling", "scaling_inprocess"}
     assert EXPECTED_ROWS <= keys, EXPECTED_ROWS - keys
     # The loaded /predict rows exist when some requests ran while the bulk job did.
     assert ("predict_loaded_p50" in keys) == bool(results["predict_loaded"].get("requests"))
@@ -58,6 +59,8 @@ def test_bench_writes_every_row(bench_run):
         assert r["value"] is None or r["value"] == r["value"], r  # no NaN
     assert (out / "latest.md").read_text().count("\n| ") >= len(EXPECTED_ROWS)
     assert (out / "throughput.png").stat().st_size > 1000
+    # How busy the machine was is part of every run.
+    assert set(data["contention"]) >= {"inprocess_1", "end_to_end_1", "tutorial"}
     m = data["machine"]
     assert m["cores"] >= 1 and m["python"] and m["libraries"]["celery"]
 

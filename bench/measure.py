@@ -521,9 +521,9 @@ def worker_rss(stack: Stack, client: Any, urls: list[str], total: int, job_size:
 def tutorial_design(stack: Stack, urls: list[str], concurrency: int, labels: list[str] | None = None,
                     timeout_s: float = 900) -> dict[str, Any]:
     """The one-task-per-image design with its own worker on the same Redis (see bench.tutorial)."""
-    from . import tutorial
-
     import redis as _redis
+
+    from . import tutorial
 
     stack.stop_workers()  # the cores are the tutorial's now
     env = {**stack.env, "BENCH_TUTORIAL_REDIS": stack.redis_url}

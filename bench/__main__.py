@@ -31,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides["redis_benchmark"] = not a.no_redis_benchmark
     overrides["command"] = "python -m bench " + " ".join(argv)
     cfg = Config.quick(**overrides) if a.quick else Config(**overrides)
-    results = run(cfg)
+    from inkq.errors import ModelError
+
+    try:
+        results = run(cfg)
+    except ModelError as exc:
+        print(f"python -m bench: {exc}\n(train one with `make train`, or pass --model PATH)", file=sys.stderr)
+        return 2
     rows = report.write(results, a.out)
     print(report.table(rows))
     for line in report.contention_lines(results):

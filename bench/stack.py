@@ -9,6 +9,7 @@ and the API keep running (the scaling and memory rows need that).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -54,6 +55,7 @@ class Stack:
 
     def __init__(self, *, env: dict[str, str] | None = None, run_dir: Path | None = None,
                  appendonly: bool = True):
+        self._own_dir = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="inkq-bench-"))
         self.log_dir = self.run_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +86,17 @@ class Stack:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        # Redis's append-only file grows by every image stored (GBs over a full
+        # run): always dropped. The logs are kept when something went wrong.
+        shutil.rmtree(self.run_dir / "redis", ignore_errors=True)
+        if exc_type is None and self._own_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        elif exc_type is not None:
+            import sys
+
+            print(f"bench: the stack's logs are in {self.log_dir}", file=sys.stderr)
 
     def start(self) -> "Stack":
         self.redis_server.start()

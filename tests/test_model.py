@@ -100,12 +100,14 @@ def test_canvas_and_pen_fidelity(model, sample):
 
 
 def test_throughput(model):
-    """features + predict_proba from 28x28 arrays; the target is 10,000/s on a quiet core."""
+    """features + predict_proba from 28x28 arrays; the target is 10,000/s on a
+    quiet core. Measured in CPU time (the suite shares its cores) with a wide
+    margin, so only a gross slowdown fails."""
     X = np.random.default_rng(0).random((2000, 28, 28), dtype=np.float32)
     model.predict_proba(X[:100])
-    t = time.perf_counter()
+    t = time.process_time()
     model.predict_proba(X)
-    rate = 2000 / (time.perf_counter() - t)
+    rate = 2000 / max(time.process_time() - t, 1e-6)
     assert rate > 2500, rate
 
 

@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw
 
 from inkq.errors import ItemError
 from worker.emnist import load_split
-from worker.preprocess import preprocess
+from worker.model import card_path_for, load_model, write_card
+from worker.preprocess import PREPROCESS_VERSION, preprocess
 from worker.render import render_canvas, render_pen
 
 #: Seed of the renderings, so every evaluation sees the same canvases.
@@ -145,7 +146,8 @@ def evaluate(
     X, y = load_split(data_dir, "test", prefix)
     X, y = _subset(X, y, limit, seed)
     labels = tuple(model.labels)
-    out: dict = {"test_images": int(len(y)), "render_seed": seed}
+    out: dict = {"test_images": int(len(y)), "prefix": prefix, "render_seed": seed,
+                 "preprocess_version": PREPROCESS_VERSION, "model_version": model.version}
     t0 = time.perf_counter()
     proba = model.predict_proba(X.astype(np.float32) / 255.0)
     out["raw"] = scores(proba, y, labels)
@@ -170,3 +172,51 @@ def evaluate(
             f"(-{r['delta_vs_raw']:.2f} pts vs raw, {failed} refused) worst {r['worst_classes']} "
             f"({time.perf_counter() - t0:.1f}s)")
     return out
+
+
+def update_card_eval(card_path: str | Path, figures: dict) -> dict:
+    """Write evaluation figures into an existing model card (its ``eval`` key)."""
+    import json
+
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text())
+    card["eval"] = figures
+    write_card(card_path, card)
+    return card
+
+
+def format_report(fig: dict) -> str:
+    """The figures as a text table: top-1/top-5 per kind, then per-class recall."""
+    kinds = [k for k in ("raw", "canvas", "pen") if k in fig]
+    lines = [f"{'':18s}" + "".join(f"{k:>10s}" for k in kinds)]
+    for metric in ("top1", "top5", "min_class_recall"):
+        lines.append(f"{metric:18s}" + "".join(f"{fig[k][metric]:>10.4f}" for k in kinds))
+    lines.append(f"{'delta (points)':18s}" + "".join(f"{fig[k].get('delta_vs_raw', 0.0):>10.2f}" for k in kinds))
+    lines.append("per-class recall:")
+    for c in fig["raw"]["per_class_recall"]:
+        lines.append(f"  {c:16s}" + "".join(f"{fig[k]['per_class_recall'].get(c, 0.0):>10.3f}" for k in kinds))
+    return "\n".join(lines)
+
+
+def main(
+    model_path: str | Path,
+    data_dir: str | Path,
+    *,
+    prefix: str = "emnist-47",
+    limit: int | None = None,
+    confusion_png: str | Path | None = None,
+    update_card: bool = False,
+    canvas: bool = True,
+    pen: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """``inkq eval``: load (verified) the model at ``model_path``, evaluate it,
+    print the figures and per-class recall, optionally write them into its card."""
+    model = load_model(Path(model_path))
+    fig = evaluate(model, data_dir, prefix, canvas=canvas, pen=pen, limit=limit,
+                   confusion_png=confusion_png, progress=echo)
+    echo(format_report(fig))
+    if update_card:
+        update_card_eval(card_path_for(Path(model_path)), fig)
+        echo(f"figures written into {card_path_for(Path(model_path))}")
+    return fig

@@ -10,7 +10,7 @@ batch at once: no per-image Python.
 - :class:`HOG` -- histograms of oriented gradients: signed orientations soft-
   assigned to ``bins`` bins, pooled over ``cell`` x ``cell`` pixel cells with
   bilinear spatial weights, each cell normalised by the energy of its 2x2
-  cell block, square-rooted. Output ``(n, n_cells * bins)``.
+  cell blocks, square-rooted. Output ``(n, n_cells * bins)``.
 - :class:`Pixels` -- the pixels themselves, optionally average-pooled.
 - :class:`Concat` -- horizontal concatenation of several feature transformers
   applied to the same input (a light ``FeatureUnion`` that keeps float32).
@@ -104,36 +104,45 @@ def _cell_weights(cell: int, size: int = 28) -> np.ndarray:
 
 
 def hog(X: np.ndarray, cell: int = 4, bins: int = 12) -> np.ndarray:
-    """Batched HOG (see :class:`HOG`), float32 ``(n, (28 // cell) ** 2 * bins)``."""
+    """Batched HOG (see :class:`HOG`), float32 ``(n, (28 // cell) ** 2 * bins)``.
+
+    Each gradient's magnitude goes to the two nearest of ``bins`` signed
+    orientation bins, linearly (a cosine-projection binning is faster but
+    scored 3 points lower on validation); the orientation maps are filled by
+    two scatters and pooled by two small matrix products.
+    """
     X = as_images(X)
     n = X.shape[0]
     P = np.pad(X, ((0, 0), (1, 1), (1, 1)))
     gx = P[:, 1:-1, 2:] - P[:, 1:-1, :-2]
     gy = P[:, 2:, 1:-1] - P[:, :-2, 1:-1]
     mag = np.sqrt(gx * gx + gy * gy)
-    ang = np.arctan2(gy, gx) * np.float32(bins / (2 * np.pi))  # in (-bins/2, bins/2]
-    ang = np.mod(ang, bins).astype(np.float32)
-    b0 = np.floor(ang)
+    ang = np.arctan2(gy, gx)
+    ang *= np.float32(bins / (2 * np.pi))
+    ang += np.float32(bins)  # positive
+    b0 = ang.astype(np.int32)  # floor
     f = ang - b0
-    b0 = b0.astype(np.int64) % bins
-    b1 = (b0 + 1) % bins
-    W = _cell_weights(cell)  # (c, 28)
-    c = W.shape[0]
-    # Orientation maps (n, bins, 28, 28), then spatial pooling with W on both axes.
-    H = np.zeros((n, bins, 28, 28), np.float32)
-    w0 = mag * (1 - f)
+    b0 %= bins
+    b1 = b0 + 1
+    b1[b1 == bins] = 0
     w1 = mag * f
-    for b in range(bins):
-        H[:, b] = np.where(b0 == b, w0, 0) + np.where(b1 == b, w1, 0)
-    # pool: (n, bins, 28, 28) x (c, 28) over rows and columns -> (n, bins, c, c)
-    pooled = np.einsum("nbyx,iy,jx->nijb", H, W, W, optimize=True)
-    # block normalisation: energy of the 2x2 blocks containing each cell, averaged
-    e = (pooled * pooled).sum(-1)  # (n, c, c)
+    w0 = mag - w1
+    # orientation maps laid out (n, y, bin, x), filled by two scatters
+    base = (np.arange(n * 28, dtype=np.int64)[:, None] * (bins * 28)
+            + np.arange(28, dtype=np.int64)[None, :]).reshape(n, 28, 28)
+    H = np.zeros(n * 28 * bins * 28, np.float32)
+    H[base + b0 * 28] = w0
+    H[base + b1 * 28] = w1
+    W = _cell_weights(cell)
+    c = W.shape[0]
+    px = (H.reshape(-1, 28) @ W.T).reshape(n, 28, bins * c)  # (n, y, b * j)
+    pooled = np.matmul(W, px)  # (n, i, b * j)
+    pooled = pooled.reshape(n, c, bins, c).transpose(0, 1, 3, 2)  # (n, i, j, b)
+    e = (pooled * pooled).sum(-1)
     ep = np.pad(e, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    block = ep[:, :-1, :-1] + ep[:, 1:, :-1] + ep[:, :-1, 1:] + ep[:, 1:, 1:]  # (n, c+1, c+1)
+    block = ep[:, :-1, :-1] + ep[:, 1:, :-1] + ep[:, :-1, 1:] + ep[:, 1:, 1:]
     norm = 0.25 * (block[:, :-1, :-1] + block[:, 1:, :-1] + block[:, :-1, 1:] + block[:, 1:, 1:])
-    out = pooled / np.sqrt(norm + 1e-2)[..., None]
-    out = np.sqrt(np.maximum(out, 0))
+    out = np.sqrt(np.maximum(pooled / np.sqrt(norm + 1e-2)[..., None], 0))
     return out.reshape(n, c * c * bins).astype(np.float32, copy=False)
 
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from inkq.errors import ArtifactMismatch, ModelError
 
@@ -46,9 +48,44 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def write_card(path: Path, card: dict) -> None:
+    """Write a model card atomically (JSON, indented)."""
+    path = Path(path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
 def card_path_for(path: Path) -> Path:
     """The model card beside an artifact: same name, ``.json``."""
     return Path(path).with_suffix(".json")
+
+
+class SoftVote(ClassifierMixin, BaseEstimator):
+    """Average the ``predict_proba`` of already-fitted classifiers (an ensemble
+    of MLPs trained with different seeds). Picklable; built fitted."""
+
+    def __init__(self, estimators: list):
+        self.estimators = estimators
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.estimators[0].classes_
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def fit(self, X, y=None):  # noqa: D102 - members are fitted before they are combined
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        p = self.estimators[0].predict_proba(X)
+        for est in self.estimators[1:]:
+            p = p + est.predict_proba(X)
+        return p / len(self.estimators)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]
 
 
 def correct_priors(proba: np.ndarray, class_prior: np.ndarray) -> np.ndarray:

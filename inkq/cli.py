@@ -72,19 +72,25 @@ def api(host: str | None, port: int | None) -> None:
 @cli.command()
 @click.option("--concurrency", "-c", type=int, default=None,
               help="Pool processes (default INKQ_WORKER_CONCURRENCY, else CPU count).")
-def worker(concurrency: int | None) -> None:
+@click.option("--queues", "-Q", type=click.Choice(["all", "predict", "bulk"]), default="all",
+              show_default=True,
+              help="all: single predictions first, then bulk chunks; predict: a dedicated "
+                   "low-latency worker for /predict; bulk: chunks only.")
+def worker(concurrency: int | None, queues: str) -> None:
     """Run only a Celery worker holding the model (configured from the environment).
 
     \b
     Example:
       REDIS_URL=redis://redis:6379/0 inkq worker --concurrency 2
+      REDIS_URL=redis://redis:6379/0 inkq worker --queues predict --concurrency 1
     """
     from .queue import BULK_QUEUE, PREDICT_QUEUE
 
     s = Settings.from_env()
     n = concurrency or s.worker_concurrency or os.cpu_count() or 1
     # Order matters: the predict queue is always consumed first.
-    _run_celery_worker(s, f"{PREDICT_QUEUE},{BULK_QUEUE}", "prefork", n, "inkq")
+    names = {"all": f"{PREDICT_QUEUE},{BULK_QUEUE}", "predict": PREDICT_QUEUE, "bulk": BULK_QUEUE}
+    _run_celery_worker(s, names[queues], "prefork", n, f"inkq-{queues}")
 
 
 @cli.command()

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import orjson
 
 from inkq import errors
 
@@ -54,6 +55,8 @@ BACKOFF_CAP_S = 8.0
 MAX_RETRY_AFTER_S = 60.0
 #: Seconds between two polls of a job in :meth:`Client.wait`.
 POLL_INTERVAL_S = 0.5
+#: The first poll comes this soon; the interval then grows to POLL_INTERVAL_S.
+FIRST_POLL_S = 0.05
 #: Results page size in items (the API's maximum).
 RESULTS_PAGE_SIZE = 1000
 
@@ -316,10 +319,13 @@ class Client:
         request must fit the server's limits; :meth:`submit_files` splits for you.
         """
         key = idempotency_key or uuid.uuid4().hex
-        body = {"images": [encode_image(image) for image in images]}
+        # orjson: a 3,000-image body encodes in a fraction of the standard library's time.
+        body = orjson.dumps({"images": [encode_image(image) for image in images]})
         # 409: a resent request raced the first one, which is still creating the job.
         return self._request(
-            "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key}, retry_statuses=RETRY_STATUSES | {409}
+            "POST", "/v1/jobs", content=body,
+            headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+            retry_statuses=RETRY_STATUSES | {409},
         )
 
     def submit_files(
@@ -362,11 +368,14 @@ class Client:
     ) -> dict[str, Any]:
         """Poll until the job finishes; return its final document.
 
-        ``progress`` is called with every document polled, the last one included.
+        Polls soon at first (a small job is done in a fraction of a second), then
+        less often, up to every ``poll_interval_s``. ``progress`` is called with
+        every document polled, the last one included.
         ``timeout_s`` bounds the wait: past it, ``errors.WaitTimeout`` (a
         ``TimeoutError``) is raised and the job keeps running on the server.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay = min(FIRST_POLL_S, poll_interval_s)
         while True:
             job = self.job(job_id)
             if progress is not None:
@@ -375,7 +384,8 @@ class Client:
                 return job
             if deadline is not None and time.monotonic() >= deadline:
                 raise errors.WaitTimeout(f"job {job_id} still {job.get('status')} after {timeout_s} s")
-            self._sleep(poll_interval_s)
+            self._sleep(delay)
+            delay = min(delay * 1.5, poll_interval_s)
 
     def results(self, job_id: str, page_size: int = RESULTS_PAGE_SIZE) -> Iterator[dict[str, Any]]:
         """Every finished item of the job in input order, following ``next`` across pages.

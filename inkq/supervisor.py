@@ -1,7 +1,8 @@
 """``inkq up``: the whole service in the foreground, and nothing left behind.
 
 Starts an embedded Redis (unless REDIS_URL is set), one ``inkq worker`` with N
-pool processes, the webhook ``inkq notifier`` and ``inkq api`` under gunicorn, waits until /readyz says ready,
+pool processes, a one-process worker for single predictions, the webhook
+``inkq notifier`` and ``inkq api`` under gunicorn, waits until /readyz says ready,
 prints the URL, and on Ctrl-C or SIGTERM stops the API, then the workers (they
 finish or requeue their chunks), then Redis (which flushes its append-only file).
 """
@@ -66,6 +67,10 @@ def run(settings: Settings, host: str, port: int, workers: int | None) -> int:
         procs.append(popen_child(python_module("inkq.cli", "api", "--host", host, "--port", str(port)),
                                  env=child_env(env)))
         procs.append(popen_child(python_module("inkq.cli", "worker"), env=child_env(env)))
+        # One process kept for single predictions: a person drawing never waits for
+        # a bulk chunk to finish first. It idles otherwise.
+        procs.append(popen_child(python_module("inkq.cli", "worker", "--queues", "predict",
+                                               "--concurrency", "1"), env=child_env(env)))
         procs.append(popen_child(python_module("inkq.cli", "notifier"), env=child_env(env)))
         url = f"http://{host}:{port}"
         if wait_ready(url, procs, READY_TIMEOUT_S, stop):

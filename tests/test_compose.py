@@ -203,7 +203,7 @@ def test_compose_config_validates_with_the_compose_tool(tmp_path):
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, f"{' '.join(tool)} config failed:\n{run.stderr}"
         resolved = yaml.safe_load(run.stdout)["services"]
-        assert set(resolved) == {"redis", "api", "worker", "notifier", "flower"}
+        assert set(resolved) == {"redis", "api", "worker", "predictor", "notifier", "flower"}
         # env_file and environment merged as the containers will see them.
         for name in ("api", "worker"):
             env_seen = service_environment(resolved[name])

@@ -42,6 +42,8 @@ def run_webhook(job_id: str, attempt: int, *, store: JobStore, settings: Setting
         return "already_delivered"
     if doc["status"] not in FINISHED:
         return "not_finished"
+    if not settings.webhook_secret:  # never send an unsigned webhook: another notifier may have the key
+        raise DeliveryFailed("this notifier has no INKQ_WEBHOOK_SECRET to sign with")
     if not store.lock_webhook(job_id, settings.webhook_timeout_s + 5):
         raise DeliveryFailed("another delivery of this webhook is in flight")
     try:

@@ -130,8 +130,9 @@ def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
         r["per_image_cpu"] = measure.per_image_cpu(sub.pngs, sub.urls, chunk)
 
     with Stack() as stack:
+        stack.start_predictor()  # as deployed: `inkq up` and Compose run one
         r["stack"] = {"redis_url": stack.redis_url, "api": stack.url, "run_dir": str(stack.run_dir),
-                      "aof": stack.redis_server.appendonly}
+                      "aof": stack.redis_server.appendonly, "predictor": True}
         client = measure.make_client(stack.url)
         try:
             r["client"] = type(client).__module__ + "." + type(client).__name__

@@ -152,6 +152,10 @@ class Stack:
         wait_until(lambda: all(len(psutil.Process(p.pid).children()) >= concurrency for p in new),
                    timeout_s, "the worker pools")
 
+    def start_predictor(self) -> None:
+        """The one-process worker for /predict that ``inkq up`` and Compose run."""
+        self.others.append(self._spawn("predictor", ["worker", "--queues", "predict", "--concurrency", "1"]))
+
     def stop_workers(self) -> None:
         stop_all(self.workers)
         host = socket.gethostname()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 from kombu.exceptions import KombuError
-from pydantic import BaseModel, ValidationError
 
 from inkq import metrics
 from inkq.errors import (
-    Conflict, ImageTooLarge, InvalidImage, InvalidJSON, JobNotFound, PayloadTooLarge,
-    StoreUnavailable, ValidationFailed)
+    Conflict, ImageTooLarge, InvalidImage, JobNotFound, PayloadTooLarge, StoreUnavailable,
+    ValidationFailed)
 from inkq.jobstore import FINISHED, public
 from inkq.queue import CLASSIFY_CHUNK, DELIVER_WEBHOOK
 from inkq.webhooks import validate_callback_url
@@ -22,28 +21,10 @@ from ..auth import owner
 from ..responses import json_response
 from ..schemas import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE, JobCreate
 from ..services import services
+from ..validation import max_image_chars, read_body
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=BaseModel)
-#: base64 inflates by 4/3; a data URL prefix adds a little.
-_B64_SLACK = 256
-
-
-def read_body(model: type[M]) -> M:
-    """The request body validated against ``model``: 400 ``invalid_json`` or ``validation_failed``."""
-    try:
-        return model.model_validate_json(request.get_data(cache=False))
-    except ValidationError as exc:
-        problems = exc.errors(include_url=False, include_input=False)
-        if any(p["type"] == "json_invalid" for p in problems):
-            raise InvalidJSON("The request body is not valid JSON.") from None
-        described = "; ".join(
-            f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems[:3])
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValidationFailed(f"The request does not match the schema: {described}{more}.") from None
-
 
 def present(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored job document as the API shows it: ISO timestamps and links."""
@@ -67,7 +48,7 @@ def parse_images(body: JobCreate) -> tuple[list[str], dict[int, dict[str, str]]]
         raise PayloadTooLarge(
             f"A job holds at most {s.max_images_per_job} images; this one has {len(images)}.",
             limit=s.max_images_per_job)
-    max_chars = s.max_image_bytes * 4 // 3 + _B64_SLACK
+    max_chars = max_image_chars(s.max_image_bytes)
     rejected: dict[int, dict[str, str]] = {}
     for i, image in enumerate(images):
         if not image:
@@ -101,20 +82,19 @@ def create_job() -> Response:
                                model_version=svc.store.model_version(), callback_url=callback_url)
         if doc["status"] not in FINISHED:
             publish_chunks(job_id, len(images), svc.settings.chunk_size)
-        elif callback_url:
+        elif callback_url:  # every item refused up front: the job ended already
             notify(job_id)
-        metrics.JOBS_SUBMITTED.inc()
-        log.info("job %s queued: %d images, %d refused up front", job_id, len(images), len(rejected),
-                 extra={"job_id": job_id})
-        if rejected:
-            metrics.IMAGES.labels("error").inc(len(rejected))
-        if doc["status"] in FINISHED:
-            metrics.JOBS_FINISHED.labels(doc["status"]).inc()
     except (StoreUnavailable, KombuError, OSError) as exc:
         _undo(job_id, who, idem_key)
         if isinstance(exc, StoreUnavailable):
             raise
         raise StoreUnavailable(f"The queue is unavailable: {exc}") from exc
+    metrics.JOBS_SUBMITTED.inc()
+    metrics.IMAGES.labels("error").inc(len(rejected))
+    if doc["status"] in FINISHED:
+        metrics.JOBS_FINISHED.labels(doc["status"]).inc()
+    log.info("job %s queued: %d images, %d refused up front", job_id, len(images), len(rejected),
+             extra={"job_id": job_id})
     return _job_response(doc, 202)
 
 

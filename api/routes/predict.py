@@ -19,7 +19,7 @@ from inkq.queue import PREDICT
 from ..responses import json_response
 from ..services import services
 from ..schemas import PredictRequest
-from .jobs import _B64_SLACK, read_body
+from ..validation import max_image_chars, read_body
 
 bp = Blueprint("predict", __name__)
 
@@ -29,7 +29,7 @@ def predict() -> Response:
     svc = services()
     s = svc.settings
     image = read_body(PredictRequest).image
-    if len(image) > s.max_image_bytes * 4 // 3 + _B64_SLACK:
+    if len(image) > max_image_chars(s.max_image_bytes):
         exc = ImageTooLarge(f"The image exceeds {s.max_image_bytes} bytes.")
         exc.status_code = 413
         raise exc

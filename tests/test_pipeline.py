@@ -35,3 +35,10 @@ def test_top_items_are_sorted_and_labelled():
     [item] = top_items(probs, list("abcdef"))
     assert item["prediction"] == "b" and item["confidence"] == 0.6
     assert [c["label"] for c in item["top5"]] == ["b", "d", "a", "c", "e"]
+
+
+def test_probabilities_are_short_decimals():
+    probs = np.array([[0.98430001, 0.0075, 0.0036, 0.0016, 0.0008, 0.0022]], dtype=np.float32)
+    [item] = top_items(probs, list("abcdef"))
+    assert [c["prob"] for c in item["top5"]] == [0.9843, 0.0075, 0.0036, 0.0022, 0.0016]
+    assert '"prob": 0.9843' in __import__("json").dumps(item)

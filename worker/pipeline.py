@@ -55,7 +55,8 @@ def decode_base64(text: bytes | str, *, max_bytes: int) -> bytes:
 def top_items(probs: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
     """Result items (prediction, confidence, top 5) from a batch of probabilities."""
     best = np.argsort(-probs, axis=1, kind="stable")[:, :TOP_K]
-    picked = np.round(np.take_along_axis(probs, best, axis=1), PROB_DECIMALS).tolist()
+    # float64 before rounding: a rounded float32 prints as 0.9843000173568726.
+    picked = np.round(np.take_along_axis(probs, best, axis=1).astype(np.float64), PROB_DECIMALS).tolist()
     items = []
     for row, ps in zip(best.tolist(), picked):
         top5 = [{"label": labels[c], "prob": p} for c, p in zip(row, ps)]

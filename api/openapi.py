@@ -52,7 +52,8 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_GUARDED = (400, 401, 429, 503)
+#: What any /v1 or /predict request may meet: a key problem, the rate limit, Redis down.
+_GUARDED = (401, 429, 503)
 
 
 def _paths() -> dict[str, Any]:
@@ -71,7 +72,7 @@ def _paths() -> dict[str, Any]:
                              {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}}),
                 "200": _json("JobDocument", "The job an earlier request with this Idempotency-Key created."),
                 "409": _json("ErrorBody", "A request with this Idempotency-Key is still being created."),
-                **_errors(*_GUARDED, 413),
+                **_errors(400, *_GUARDED, 413),
             },
         }},
         "/v1/jobs/{job_id}": {
@@ -96,18 +97,19 @@ def _paths() -> dict[str, Any]:
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}},
             ],
-            "responses": {"200": _json("ResultsPage", "Finished items of the page."), **_errors(*_GUARDED, 404)},
+            "responses": {"200": _json("ResultsPage", "Finished items of the page."),
+                          **_errors(400, *_GUARDED, 404)},
         }},
         "/v1/limits": {"get": {
             "operationId": "getLimits", "summary": "The limits a client must keep to",
-            "responses": {"200": _json("Limits", "The limits."), **_errors(401, 429, 503)},
+            "responses": {"200": _json("Limits", "The limits."), **_errors(*_GUARDED)},
         }},
         "/predict": {"post": {
             "operationId": "predict", "summary": "Classify one image now",
             "description": "Goes through the same queue and workers as bulk jobs, on its own queue.",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PredictRequest")}}},
             "responses": {"200": _json("Prediction", "The top-5 characters."),
-                          **_errors(*_GUARDED, 413, 422, 504)},
+                          **_errors(400, *_GUARDED, 413, 422, 504)},
         }},
         "/healthz": {"get": {
             "operationId": "healthz", "summary": "Liveness", "security": [],

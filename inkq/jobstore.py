@@ -32,7 +32,6 @@ from .errors import StoreUnavailable
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELLED = (
     "succeeded", "partially_succeeded", "failed", "cancelled")
-ACTIVE = (QUEUED, RUNNING)
 FINISHED = (SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELLED)
 
 #: Images per RPUSH when storing a job (bounds each command's size).
@@ -207,7 +206,7 @@ class JobStore:
 
     def create(
         self,
-        images: Sequence[bytes],
+        images: Sequence[bytes | str],
         *,
         owner: str = "",
         rejected: dict[int, dict[str, str]] | None = None,
@@ -234,9 +233,8 @@ class JobStore:
                     str(i): encode_item({"error": err}) for i, err in rejected.items()})
                 pipe.expire(keys.results(job_id), self.ttl_s)
             done = len(rejected)
-            status = QUEUED
             fields: dict[str, Any] = {
-                "status": status, "total": total, "done": done, "failed": done,
+                "status": QUEUED, "total": total, "done": done, "failed": done,
                 "created_at": now, "expires_at": now + self.ttl_s,
                 "owner": owner, "model_version": model_version,
             }

@@ -33,7 +33,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 

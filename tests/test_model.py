@@ -78,7 +78,7 @@ def test_raw_accuracy(model, sample):
     p = model.predict_proba(X.astype(np.float32) / 255)
     top1 = (p.argmax(1) == y).mean()
     top5 = (np.argsort(-p, 1)[:, :5] == y[:, None]).any(1).mean()
-    assert top1 >= 0.82 and top5 >= 0.97, (top1, top5)
+    assert top1 >= 0.84 and top5 >= 0.98, (top1, top5)  # measured 0.8675 / 0.995
 
 
 def _rendered_accuracy(model, X, y, render, seed):

@@ -125,6 +125,14 @@ def canvas_normalise(X: np.ndarray, up: int = 4) -> np.ndarray:
 # --------------------------------------------------------------------------- helpers
 
 
+def _command_line() -> str:
+    """This process's command line, as typed (``python -m worker.train ...``)."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("worker", "train.py")):
+        argv = ["python", "-m", "worker.train", *argv[1:]]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
 def _print(msg: str) -> None:
     print(msg, flush=True)
 
@@ -319,7 +327,7 @@ def train(
         "data": {"prefix": prefix, "dir": str(data_dir), "sha256": files, "limit": limit,
                  "train_images": int(len(ytr)), "val_images": int(len(yva))},
         "training": {
-            "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+            "command": command or _command_line(),
             "seed": seed, "epochs": epochs, "members": members, "canvas_mix": canvas_mix,
             "best_epoch": best_epoch, "hidden": list(hidden),
             "alpha": alpha, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,

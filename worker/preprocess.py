@@ -373,7 +373,11 @@ def to_emnist(ink: np.ndarray) -> np.ndarray:
 def preprocess(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Image bytes -> EMNIST-like (28, 28) float32 in [0, 1]: ``to_emnist(decode(data))``.
 
-    Raises only :class:`~inkq.errors.ItemError` subclasses.
+    Raises only :class:`~inkq.errors.ItemError` subclasses. Common canvas PNGs
+    take the faster decoder of :mod:`worker.fastpng` (same ink map, exactly);
+    everything else, and every error, goes through Pillow.
     """
-    ink = _decode_u8(data, max_pixels)
+    from .fastpng import ink_u8_fast
+
+    ink = ink_u8_fast(data, max_pixels) or _decode_u8(data, max_pixels)
     return _to_emnist_u8(ink)

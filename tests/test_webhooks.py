@@ -123,3 +123,28 @@ def test_signatures_and_allow_list():
     assert not host_allowed("10.0.0.1", [])
     with pytest.raises(ValidationFailed):
         validate_callback_url("http://10.0.0.1/", ["127.0.0.1"])
+
+
+def test_a_redelivered_last_chunk_queues_the_lost_webhook(hooked, clear_pngs):
+    """The worker that finished a job died before queueing its webhook: the chunk's
+    redelivery (which finds the job finished) queues it."""
+    from inkq.jobstore import JobStore, connect
+    from worker import runtime
+    from worker.celery_app import app
+    from worker.tasks import run_chunk
+
+    receiver = Receiver()
+    app.conf.broker_url = hooked.redis_url  # this process publishes the webhook task
+    try:
+        store = JobStore(connect(hooked.redis_url, timeout_s=5), ttl_s=600)
+        job = store.create([data_url(clear_pngs[0][0])], callback_url=receiver.url)
+        claim = store.claim(job["id"], 0, 1, model_version="m")
+        assert store.record(job["id"], 0, [{"error": {"code": "invalid_image", "message": "x"}}]).finished_job
+        # ... and the worker died here. The broker redelivers the chunk:
+        settings = runtime.settings().replace(redis_url=hooked.redis_url)
+        assert claim.status == "running"
+        assert run_chunk(job["id"], 0, 1, store=store, model=runtime.model(), settings=settings) == 0
+        wait_until(lambda: receiver.requests, 30, "the webhook")
+        assert json.loads(receiver.requests[0][1])["status"] == "failed"
+    finally:
+        receiver.close()

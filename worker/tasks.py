@@ -42,6 +42,10 @@ def run_chunk(job_id: str, start: int, stop: int, *, store: JobStore, model: Mod
         metrics.STAGE_SECONDS.labels("queue_wait").observe(max(0.0, time.time() - queued_at))
     if claim.status != RUNNING:
         log.info("job %s chunk %d-%d skipped: job is %s", job_id, start, stop, claim.status, extra=ids)
+        if claim.status in COMPLETED:
+            # A redelivered chunk of a finished job: its first delivery may have
+            # died between finishing the job and queueing the webhook.
+            notify_if_wanted(job_id, store)
         return 0
     # Items refused at submission are stored as empty placeholders, already answered.
     todo = [i for i, image in enumerate(claim.images) if image]
@@ -64,10 +68,9 @@ def run_chunk(job_id: str, start: int, stop: int, *, store: JobStore, model: Mod
     if recorded.finished_job:
         metrics.JOBS_FINISHED.labels(recorded.status).inc()
     log.info("job %s chunk %d-%d: %d items recorded", job_id, start, stop, recorded.added, extra=ids)
-    # The write that finished the job queues its webhook; so does a redelivered
-    # chunk that finds it finished (its first delivery may have died right after
-    # finishing it). A cancelled job's webhook is the API's to queue.
-    if recorded.finished_job or (recorded.added == 0 and recorded.status in COMPLETED):
+    # The write that finished the job queues its webhook (a cancelled job's is
+    # the API's to queue).
+    if recorded.finished_job:
         notify_if_wanted(job_id, store)
     return recorded.added
 
@@ -75,9 +78,9 @@ def run_chunk(job_id: str, start: int, stop: int, *, store: JobStore, model: Mod
 def notify_if_wanted(job_id: str, store: JobStore) -> None:
     """Queue the completion webhook of a job that just ended, if it has one.
 
-    Called by every chunk that sees the job finished, including a redelivered
-    one, so a worker dying right after the last write cannot lose the webhook;
-    the webhook task itself makes sure it is delivered once.
+    Called by the chunk that finished the job and by any chunk redelivered
+    after that, so a worker dying right after the last write cannot lose the
+    webhook; the webhook task itself makes sure it is delivered once.
     """
     url, delivered = store.callback(job_id)
     if url and not delivered:

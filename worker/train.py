@@ -184,6 +184,7 @@ def train(
     lr_final: float = 5e-5,
     val_frac: float = 0.1,
     augmentation: bool = True,
+    augment_options: dict | None = None,
     evaluate_test: bool = True,
     eval_limit: int | None = None,
     eval_renderings: bool = True,
@@ -200,7 +201,8 @@ def train(
     each epoch's images shown in canvas-normalised form (see
     :func:`canvas_normalise`); ``hidden``/``alpha``/
     ``batch_size``/``lr``/``lr_final`` configure the MLP (Adam, learning rate
-    decayed geometrically from ``lr`` to ``lr_final``); ``val_frac`` of the
+    decayed geometrically from ``lr`` to ``lr_final``); ``augment_options`` are
+    passed to :func:`augment`; ``val_frac`` of the
     training images is held out for model selection; ``evaluate_test`` scores
     the test split at the end (``eval_limit`` images, ``eval_renderings`` adds
     canvas and pen renderings) and records it in the card; ``command`` is the
@@ -266,7 +268,7 @@ def train(
                     Xe = np.where(pick[:, None, None], Xtr_canvas, Xtr)
                 else:
                     Xe = Xtr
-                Fe = feats.transform(augment(Xe, erng))
+                Fe = feats.transform(augment(Xe, erng, **(augment_options or {})))
             else:
                 Fe = Ftr_plain
             rate = lr * (lr_final / lr) ** ((epoch - 1) / max(1, epochs - 1))
@@ -331,7 +333,7 @@ def train(
             "seed": seed, "epochs": epochs, "members": members, "canvas_mix": canvas_mix,
             "best_epoch": best_epoch, "hidden": list(hidden),
             "alpha": alpha, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
-            "augmentation": augmentation, "val_frac": val_frac,
+            "augmentation": augmentation, "augment_options": augment_options or {}, "val_frac": val_frac,
             "val_balanced_accuracy": round(bal, 4), "time_s": round(train_s, 1),
             "history": history,
             "model": f"DeskewedFeatures (deskew + HOG + pixels) -> {members} x MLPClassifier"
@@ -368,10 +370,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--members", type=int, default=2)
     ap.add_argument("--canvas-mix", type=float, default=0.0)
     ap.add_argument("--hidden", type=int, nargs="+", default=[512])
+    ap.add_argument("--width-p", type=float, help="share of images whose stroke width is jittered")
+    ap.add_argument("--width-amount", type=float, help="largest fraction of a 1 px dilation/erosion")
     ap.add_argument("--no-eval", action="store_true")
     a = ap.parse_args(argv)
+    aug = {k: v for k, v in (("width_p", a.width_p), ("width_amount", a.width_amount)) if v is not None}
     train(a.data_dir, a.out, prefix=a.prefix, limit=a.limit, seed=a.seed, epochs=a.epochs,
-          members=a.members, canvas_mix=a.canvas_mix, hidden=tuple(a.hidden), evaluate_test=not a.no_eval)
+          members=a.members, canvas_mix=a.canvas_mix, hidden=tuple(a.hidden), augment_options=aug or None,
+          evaluate_test=not a.no_eval)
 
 
 if __name__ == "__main__":

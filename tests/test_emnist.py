@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import struct
 from pathlib import Path
@@ -14,26 +13,14 @@ import pytest
 from worker.emnist import IDXFormatError, load_images, load_labels, load_mapping, load_split
 
 
-def emnist_dir() -> Path:
-    """The shared EMNIST files: $INKQ_EMNIST_DIR or ../shared/emnist beside the repo.
-
-    Missing data skips the test locally but fails it in CI (env CI set)."""
-    env = os.environ.get("INKQ_EMNIST_DIR")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "emnist"
-    if not (d / "emnist-47-test-images-idx3-ubyte.gz").exists():
-        msg = f"EMNIST data not found in {d} (set INKQ_EMNIST_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return d
 
 
 LABELS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"
 
 
 @pytest.fixture(scope="module")
-def data() -> Path:
-    return emnist_dir()
+def data(emnist_dir) -> Path:
+    return emnist_dir
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,15 +21,6 @@ ARTIFACT = ROOT / "artifacts" / "emnist_model.joblib"
 CARD = ROOT / "artifacts" / "emnist_model.json"
 
 
-def emnist_dir() -> Path:
-    env = os.environ.get("INKQ_EMNIST_DIR")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "emnist"
-    if not (d / "emnist-47-test-images-idx3-ubyte.gz").exists():
-        msg = f"EMNIST data not found in {d} (set INKQ_EMNIST_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +29,9 @@ def model() -> Model:
 
 
 @pytest.fixture(scope="module")
-def sample():
+def sample(emnist_dir):
     """A fixed random 400 of the balanced test set."""
-    X, y = load_split(emnist_dir(), "test")
+    X, y = load_split(emnist_dir, "test")
     idx = np.random.default_rng(11).choice(len(X), 400, replace=False)
     return X[idx], y[idx]
 

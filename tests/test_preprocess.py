@@ -4,11 +4,9 @@ and a numeric match between preprocessed renderings and the training images."""
 from __future__ import annotations
 
 import io
-import os
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,15 +19,6 @@ from worker.preprocess import ACCEPTED_FORMATS, decode, preprocess, to_emnist
 from worker.render import render_canvas, render_pen
 
 
-def emnist_dir() -> Path:
-    env = os.environ.get("INKQ_EMNIST_DIR")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "emnist"
-    if not (d / "emnist-47-test-images-idx3-ubyte.gz").exists():
-        msg = f"EMNIST data not found in {d} (set INKQ_EMNIST_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return d
 
 
 def png(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -245,8 +234,8 @@ def test_to_emnist_rejects_bad_shapes():
         to_emnist(np.zeros((50, 50), np.float32))
 
 
-def test_to_emnist_on_an_emnist_image_is_near_identity():
-    X, _ = load_split(emnist_dir(), "test")
+def test_to_emnist_on_an_emnist_image_is_near_identity(emnist_dir):
+    X, _ = load_split(emnist_dir, "test")
     a = X[:200].astype(np.float32) / 255
     big = [np.asarray(Image.fromarray(x).resize((112, 112), Image.BICUBIC), np.float32) / 255 for x in X[:200]]
     out = np.stack([to_emnist(b) for b in big])
@@ -279,8 +268,8 @@ def _stats(A: np.ndarray) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def rendered():
-    X, _ = load_split(emnist_dir(), "test")
+def rendered(emnist_dir):
+    X, _ = load_split(emnist_dir, "test")
     rng = np.random.default_rng(7)
     idx = rng.choice(len(X), 300, replace=False)
     raw = X[idx].astype(np.float32) / 255
@@ -305,10 +294,10 @@ def test_preprocessed_renderings_match_training_statistics(rendered, kind):
     assert abs(o["solid"] - r["solid"]) / r["solid"] < 0.2
 
 
-def test_pen_width_is_brought_into_the_training_range():
+def test_pen_width_is_brought_into_the_training_range(emnist_dir):
     """Thin and thick pens come out within the training images' p10..p90 stroke
     range (2.2..4.0 px), thin still thinner than thick."""
-    X, _ = load_split(emnist_dir(), "test")
+    X, _ = load_split(emnist_dir, "test")
     widths = {}
     for wf in (0.025, 0.07):
         rng = np.random.default_rng(3)

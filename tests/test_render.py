@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,20 +12,11 @@ from worker.emnist import load_split
 from worker.render import CANVAS, STYLES, pen_ink, render_canvas, render_pen
 
 
-def emnist_dir() -> Path:
-    env = os.environ.get("INKQ_EMNIST_DIR")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "emnist"
-    if not (d / "emnist-47-test-images-idx3-ubyte.gz").exists():
-        msg = f"EMNIST data not found in {d} (set INKQ_EMNIST_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return d
 
 
 @pytest.fixture(scope="module")
-def images():
-    X, y = load_split(emnist_dir(), "test")
+def images(emnist_dir):
+    X, y = load_split(emnist_dir, "test")
     return X[:40]
 
 

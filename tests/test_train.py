@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from worker.model import load_model
 from worker.train import augment, canvas_normalise, train
 
 
-def emnist_dir() -> Path:
-    env = os.environ.get("INKQ_EMNIST_DIR")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "emnist"
-    if not (d / "emnist-47-test-images-idx3-ubyte.gz").exists():
-        msg = f"EMNIST data not found in {d} (set INKQ_EMNIST_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return d
 
 
-def test_train_small_subset(tmp_path):
+def test_train_small_subset(tmp_path, emnist_dir):
     out = tmp_path / "m.joblib"
     lines: list[str] = []
-    card = train(emnist_dir(), out, limit=2000, epochs=1, seed=3, canvas_mix=0.5, evaluate_test=True,
+    card = train(emnist_dir, out, limit=2000, epochs=1, seed=3, canvas_mix=0.5, evaluate_test=True,
                  eval_limit=200, eval_renderings=False, command="pytest", progress=lines.append)
     assert out.exists() and out.with_suffix(".json").exists()
     on_disk = json.loads(out.with_suffix(".json").read_text())

@@ -12,6 +12,7 @@ import base64
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -132,6 +133,22 @@ def start_service(redis_url: str, log_dir: Path, env: dict[str, str] | None = No
         stop_all(list(procs.values()))
         raise
     return service
+
+
+@contextmanager
+def extra_api(service: Service, name: str, env: dict[str, str]) -> Iterator[str]:
+    """Another ``inkq api`` process with ``env`` on top of the service's, on its Redis
+    and workers; yields its URL."""
+    port = free_port()
+    proc = start_process(name, ["api", "--port", str(port)], {**service.env, **env}, service.log_dir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: ready(url) or proc.poll() is not None, 60, f"the {name} API")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{service.logs(name)}")
+        yield url
+    finally:
+        stop_all([proc])
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,8 @@ from openapi_spec_validator import validate
 
 from api import create_app
 from api.openapi import document
-from inkq.embedded_redis import free_port
-from inkq.procs import stop_all
 from inkq.settings import Settings
-from tests.conftest import ready, start_process, wait_until
+from tests.conftest import extra_api
 
 #: What schemathesis checks: no 5xx, and every status code, content type, header
 #: and body as the document says. Left out on purpose: "positive data acceptance"
@@ -53,15 +51,8 @@ def test_docs_page_is_served_without_a_cdn(live_service):
 @pytest.fixture(scope="module")
 def unlimited_api(live_service):
     """The API without a rate limit, on the live service's Redis and workers."""
-    port = free_port()
-    env = {**live_service.env, "INKQ_RATE_LIMIT_PER_MIN": "0"}
-    proc = start_process("api-schemathesis", ["api", "--port", str(port)], env, live_service.log_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: ready(url) or proc.poll() is not None, 60, "the API")
+    with extra_api(live_service, "api-schemathesis", {"INKQ_RATE_LIMIT_PER_MIN": "0"}) as url:
         yield url
-    finally:
-        stop_all([proc])
 
 
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(unlimited_api, tmp_path):

@@ -10,23 +10,15 @@ import httpx
 import pytest
 
 from inkq.apikeys import KeyRing
-from inkq.embedded_redis import free_port
-from tests.conftest import ROOT, data_url, ready, start_process, wait_until
-from inkq.procs import stop_all
+from tests.conftest import ROOT, data_url, extra_api
 
 
 @pytest.fixture(scope="module")
 def secured(live_service, tmp_path_factory):
     """A second API process with keys required, on the same Redis and workers."""
-    port = free_port()
-    env = {**live_service.env, "INKQ_REQUIRE_API_KEY": "true", "INKQ_RATE_LIMIT_PER_MIN": "30"}
-    proc = start_process("api-secured", ["api", "--port", str(port)], env, live_service.log_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: ready(url) or proc.poll() is not None, 60, "the secured API")
+    with extra_api(live_service, "api-secured",
+                   {"INKQ_REQUIRE_API_KEY": "true", "INKQ_RATE_LIMIT_PER_MIN": "30"}) as url:
         yield url
-    finally:
-        stop_all([proc])
 
 
 def cli(live_service, *args: str) -> subprocess.CompletedProcess:

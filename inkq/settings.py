@@ -40,7 +40,8 @@ class Settings:
     metrics_dir: Path = _setting(
         "INKQ_METRICS_DIR", Path(".inkq/metrics"),
         "Folder where every API and worker process on this host writes its Prometheus "
-        "metrics (multiprocess mode); /metrics sums them. `PROMETHEUS_MULTIPROC_DIR` wins if set.")
+        "metrics (multiprocess mode); /metrics sums them. `inkq up` uses "
+        "`INKQ_DATA_DIR/metrics`, emptied at start. `PROMETHEUS_MULTIPROC_DIR` wins if set.")
     model_path: Path = _setting(
         "INKQ_MODEL_PATH", ROOT / "artifacts" / "emnist_model.joblib",
         "The model artifact; its model card is the `.json` beside it.")
@@ -135,15 +136,6 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
-
-    def as_env(self) -> dict[str, str]:
-        """These settings as environment variables, for child processes."""
-        env = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                env[f.metadata["env"]] = str(value)
-        return env
 
 
 def _parse(f: dataclasses.Field, raw: str) -> Any:

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import click
 
@@ -41,12 +42,18 @@ def wait_ready(url: str, procs: list[subprocess.Popen], timeout_s: float, stop: 
     return False
 
 
+def fresh_metrics_dir(path: Path) -> Path:
+    """The metrics folder emptied of a previous run's files (counters restart at zero)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.db"):
+        old.unlink()
+    return path
+
+
 def run(settings: Settings, host: str, port: int, workers: int | None) -> int:
     stop = threading.Event()
-    received: list[int] = []
 
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
+    def on_signal(_signum: int, _frame: object) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
@@ -60,6 +67,8 @@ def run(settings: Settings, host: str, port: int, workers: int | None) -> int:
         click.echo(f"embedded Redis on {embedded.url} (data in {embedded.data_dir})", err=True)
     n = workers or settings.worker_concurrency or os.cpu_count() or 1
     env["INKQ_WORKER_CONCURRENCY"] = str(n)
+    if "INKQ_METRICS_DIR" not in os.environ and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        env["INKQ_METRICS_DIR"] = str(fresh_metrics_dir(settings.data_dir / "metrics"))
 
     procs: list[subprocess.Popen] = []
     code = 0
@@ -87,7 +96,7 @@ def run(settings: Settings, host: str, port: int, workers: int | None) -> int:
             stop.wait(0.5)
     finally:
         click.echo("stopping inkq ...", err=True)
-        stop_all(procs)  # the API first in the list: no new work while workers drain
+        stop_all(procs)  # SIGTERM to all: workers finish (or requeue) their chunks
         if embedded is not None:
             embedded.stop()
         click.echo("stopped.", err=True)

@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -71,6 +71,7 @@ class Service:
     procs: dict[str, subprocess.Popen]
     log_dir: Path
     env: dict[str, str]
+    server: EmbeddedRedis | None = None  # set when the service has a Redis of its own
 
     def logs(self, name: str, tail: int = 3000) -> str:
         path = self.log_dir / f"{name}.log"
@@ -133,6 +134,26 @@ def start_service(redis_url: str, log_dir: Path, env: dict[str, str] | None = No
         stop_all(list(procs.values()))
         raise
     return service
+
+
+@contextmanager
+def own_service(tmp_path: Path, env: dict[str, str] | None = None,
+                before_start: Callable[[redis.Redis], None] | None = None) -> Iterator[Service]:
+    """A whole service on its own Redis (AOF on), for tests that break things or must not
+    share workers; ``before_start`` may configure Redis first. ``service.server`` is the Redis."""
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    service = None
+    try:
+        if before_start is not None:
+            before_start(redis.Redis.from_url(server.url))
+        service = start_service(server.url, tmp_path, env)
+        service.server = server
+        yield service
+    finally:
+        if service is not None:
+            stop_all(list(service.procs.values()))
+            server = service.server  # a test may have restarted Redis
+        server.stop()
 
 
 @contextmanager

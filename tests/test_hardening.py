@@ -13,9 +13,8 @@ from celery import Celery
 
 from inkq.embedded_redis import EmbeddedRedis
 from inkq.jobstore import JobStore, check_redis_config, connect, new_job_id
-from inkq.procs import stop_all
 from inkq.queue import BULK_QUEUE, CLASSIFY_CHUNK
-from tests.conftest import data_url, start_service, wait_until
+from tests.conftest import data_url, own_service, wait_until
 
 
 def test_workers_refuse_pickled_messages(live_service, clear_pngs):
@@ -48,15 +47,10 @@ def test_redis_that_can_lose_work_is_reported_loudly(tmp_path, caplog):
 
 
 def test_worker_and_api_warn_at_start_up(tmp_path):
-    server = EmbeddedRedis(tmp_path / "redis").start()
-    connect(server.url).config_set("maxmemory-policy", "volatile-lru")
-    service = start_service(server.url, tmp_path)
-    try:
+    evicting = lambda r: r.config_set("maxmemory-policy", "volatile-lru")  # noqa: E731
+    with own_service(tmp_path, before_start=evicting) as service:
         for name in ("api", "worker0"):
             assert "maxmemory-policy is 'volatile-lru'" in service.logs(name, tail=100_000), name
-    finally:
-        stop_all(list(service.procs.values()))
-        server.stop()
 
 
 def test_job_ids_are_unguessable():
@@ -68,14 +62,9 @@ def test_job_ids_are_unguessable():
 
 @pytest.fixture()
 def json_logged(tmp_path):
-    server = EmbeddedRedis(tmp_path / "redis").start()
-    service = start_service(server.url, tmp_path, {"INKQ_LOG_FORMAT": "json", "INKQ_LOG_LEVEL": "DEBUG",
-                                                  "INKQ_REQUIRE_API_KEY": "true"})
-    try:
+    env = {"INKQ_LOG_FORMAT": "json", "INKQ_LOG_LEVEL": "DEBUG", "INKQ_REQUIRE_API_KEY": "true"}
+    with own_service(tmp_path, env) as service:
         yield service
-    finally:
-        stop_all(list(service.procs.values()))
-        server.stop()
 
 
 def test_json_logs_carry_ids_and_no_secrets(json_logged, canvas_pngs):

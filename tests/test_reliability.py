@@ -17,8 +17,7 @@ import pytest
 
 from inkq import keys
 from inkq.embedded_redis import EmbeddedRedis
-from inkq.procs import stop_all
-from tests.conftest import data_url, start_process, start_service, wait_until
+from tests.conftest import data_url, own_service, start_process, wait_until
 
 VISIBILITY_S = 4
 ENV = {"INKQ_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S), "INKQ_CHUNK_SIZE": "16",
@@ -28,14 +27,8 @@ FINISHED = {"succeeded", "partially_succeeded", "failed", "cancelled"}
 
 @pytest.fixture()
 def stack(tmp_path):
-    server = EmbeddedRedis(tmp_path / "redis").start()
-    service = start_service(server.url, tmp_path, ENV)
-    service.server = server
-    try:
+    with own_service(tmp_path, ENV) as service:
         yield service
-    finally:
-        stop_all(list(service.procs.values()))
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -168,21 +161,15 @@ def test_pool_processes_are_recycled(tmp_path, canvas_pngs):
     Celery can strand a chunk until shutdown, celery/celery#4809, so it is a
     backstop set well above the model's footprint, not something to test at 1 MB.)
     """
-    server = EmbeddedRedis(tmp_path / "redis").start()
-    service = start_service(server.url, tmp_path, {**ENV, "INKQ_WORKER_CONCURRENCY": "1",
-                                                   "INKQ_WORKER_MAX_TASKS_PER_CHILD": "2"})
-    try:
+    with own_service(tmp_path, {**ENV, "INKQ_WORKER_CONCURRENCY": "1",
+                                "INKQ_WORKER_MAX_TASKS_PER_CHILD": "2"}) as service:
         images = [data_url(png) for png, _ in canvas_pngs[:160]]  # 10 chunks of 16
         main = psutil.Process(service.procs["worker0"].pid)
-        first = {c.pid for c in main.children()}
+        seen = {c.pid for c in main.children()}
         job_id = submit(service.url, images)
-        seen = set(first)
         deadline = time.monotonic() + 90
         while job(service.url, job_id)["status"] not in FINISHED and time.monotonic() < deadline:
             seen |= {c.pid for c in main.children()}
             time.sleep(0.01)
         assert_exactly_once(service, job_id, len(images))
         assert len(seen) >= 3, f"pool processes seen: {seen}"
-    finally:
-        stop_all(list(service.procs.values()))
-        server.stop()

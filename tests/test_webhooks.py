@@ -10,11 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from inkq.embedded_redis import EmbeddedRedis
 from inkq.errors import ValidationFailed
-from inkq.procs import stop_all
 from inkq.webhooks import SIGNATURE_HEADER, host_allowed, sign, validate_callback_url, verify
-from tests.conftest import data_url, start_service, wait_until
+from tests.conftest import data_url, own_service, wait_until
 
 SECRET = "test-webhook-secret"
 
@@ -49,15 +47,9 @@ class Receiver:
 @pytest.fixture(scope="module")
 def hooked(tmp_path_factory):
     """A service with webhooks on, on its own Redis: its notifier is the only one."""
-    tmp = tmp_path_factory.mktemp("hooks")
-    server = EmbeddedRedis(tmp / "redis").start()
     env = {"INKQ_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,*.example.org", "INKQ_WEBHOOK_SECRET": SECRET}
-    service = start_service(server.url, tmp, env)
-    try:
+    with own_service(tmp_path_factory.mktemp("hooks"), env) as service:
         yield service
-    finally:
-        stop_all(list(service.procs.values()))
-        server.stop()
 
 
 def test_receiver_that_fails_twice_gets_one_signed_delivery(hooked, clear_pngs):

@@ -28,7 +28,6 @@ validation score, time left) goes to ``progress``.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import platform
 import shlex

@@ -14,33 +14,22 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
+import pyspng  # noqa: F401  (a dependency: missing, these tests must fail, not skip)
 import pytest
 from PIL import Image
 
 from inkq.errors import BlankImage, ImageTooLarge, ItemError
+from tests.hostile import chunk as _chunk
+from tests.hostile import png as _png
 from worker import preprocess as P
 from worker.fastpng import ink_u8_fast
 
-pyspng = pytest.importorskip("pyspng")
-
 M = P.MAX_PIXELS
-EMNIST = Path(__file__).resolve().parents[2] / "shared" / "emnist"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _png(im: Image.Image, **kw) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", **kw)
-    return buf.getvalue()
-
-
-def _chunk(cid: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + cid + body + struct.pack(">I", zlib.crc32(cid + body))
 
 
 def _ihdr(w: int, h: int, depth: int = 8, ctype: int = 2, interlace: int = 0) -> bytes:
@@ -103,12 +92,10 @@ def _equal_or_none(data: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def glyphs() -> np.ndarray:
+def glyphs(emnist_dir) -> np.ndarray:
     from worker.emnist import load_split
 
-    if not (EMNIST / "emnist-47-test-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"EMNIST data not found in {EMNIST}")
-    X, _ = load_split(EMNIST, "test")
+    X, _ = load_split(emnist_dir, "test")
     rng = np.random.default_rng(7)
     return X[rng.choice(len(X), size=400, replace=False)]
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from worker.model import load_model
-from worker.train import augment, canvas_normalise, train
+from worker.train import augment, canvas_normalise, pen_normalise, set_stroke_width, stroke_widths, train
 
 
 
@@ -15,7 +15,8 @@ from worker.train import augment, canvas_normalise, train
 def test_train_small_subset(tmp_path, emnist_dir):
     out = tmp_path / "m.joblib"
     lines: list[str] = []
-    card = train(emnist_dir, out, limit=2000, epochs=1, seed=3, canvas_mix=0.5, evaluate_test=True,
+    card = train(emnist_dir, out, limit=2000, epochs=1, seed=3, members=2, canvas_mix=0.5, pen_mix=0.3,
+                 evaluate_test=True,
                  eval_limit=200, eval_renderings=False, command="pytest", progress=lines.append)
     assert out.exists() and out.with_suffix(".json").exists()
     on_disk = json.loads(out.with_suffix(".json").read_text())
@@ -24,7 +25,8 @@ def test_train_small_subset(tmp_path, emnist_dir):
     assert on_disk["data"]["limit"] == 2000
     assert "top1" in on_disk["eval"]["raw"]
     assert any("epoch 1/1" in m for m in lines) and any("left" in m for m in lines)
-    assert any("canvas-normalising" in m for m in lines)
+    assert any("canvas-normalising" in m for m in lines) and any("even pen" in m for m in lines)
+    assert on_disk["training"]["pen_mix"] == 0.3
     assert on_disk["training"]["members"] == 2 and len(on_disk["training"]["best_epoch"]) == 2
     m = load_model(out)
     p = m.predict_proba(np.zeros((2, 28, 28), np.float32))
@@ -51,3 +53,53 @@ def test_canvas_normalise_keeps_images_emnist_like():
     assert out[0].max() == 1.0 and np.array_equal(out[2], X[2])
     rows = np.flatnonzero((out[0] > 0.1).any(1))
     assert 23 <= rows[-1] - rows[0] + 1 <= 25  # long side 24 px, as EMNIST
+
+
+def _bar_glyphs(n: int) -> np.ndarray:
+    """``n`` EMNIST-like glyphs: an 'L' of 3 px strokes, blurred like a scan."""
+    from scipy import ndimage
+
+    X = np.zeros((n, 28, 28), np.float32)
+    X[:, 3:25, 10:13] = 1.0
+    X[:, 22:25, 10:20] = 1.0
+    return ndimage.gaussian_filter(X, sigma=(0, 0.7, 0.7))
+
+
+def test_set_stroke_width_reaches_the_target():
+    X = _bar_glyphs(3)
+    X /= X.max(axis=(1, 2), keepdims=True)
+    target = np.array([2.0, 3.0, 4.2], np.float32)
+    out = set_stroke_width(X, target)
+    assert out.shape == X.shape and out.min() >= 0 and out.max() <= 1
+    assert np.allclose(stroke_widths(out), target, atol=0.35), stroke_widths(out)
+    assert stroke_widths(out)[0] < stroke_widths(X)[0] < stroke_widths(out)[2]
+
+
+def test_augment_extent_normalisation_brings_glyphs_to_24px():
+    X = np.zeros((64, 28, 28), np.float32)
+    X[:, 8:20, 12:15] = 1.0  # a short '1', 12 px tall
+    flat = {"rotate_deg": 0.0, "scale": (1.0, 1.0), "aspect": 0.0, "shear": 0.0, "shift_px": 0.0,
+            "width_p": 0.0}
+    out = augment(X, np.random.default_rng(0), extent_p=1.0, **flat)
+    tall = [(o > 0.1).any(1).sum() for o in out]
+    assert all(23 <= t <= 26 for t in tall), tall
+    same = augment(X, np.random.default_rng(0), **flat)
+    assert all((o > 0.1).any(1).sum() == 12 for o in same)
+
+
+def test_pen_normalise_redraws_with_an_even_pen(emnist_dir):
+    from worker.emnist import load_split
+
+    X, _ = load_split(emnist_dir, "test")
+    X = X[:40].astype(np.float32) / 255
+    one = pen_normalise(X, seed=5, processes=1, chunk=16)
+    two = pen_normalise(X, seed=5, processes=2, chunk=16)
+    assert np.array_equal(one, two)  # seeded per chunk, not per process
+    assert one.shape == X.shape and one.dtype == np.float32
+    assert not np.array_equal(one, X)
+    rows = [(o > 0.1).any(1).nonzero()[0] for o in one]
+    cols = [(o > 0.1).any(0).nonzero()[0] for o in one]
+    extents = [max(r[-1] - r[0], c[-1] - c[0]) + 1 for r, c in zip(rows, cols)]
+    assert np.median(extents) == 24  # the size preprocessing gives every drawing
+    # An even pen: the widths spread less than the scans' own.
+    assert np.std(stroke_widths(one)) < np.std(stroke_widths(X))

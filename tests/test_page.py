@@ -231,3 +231,45 @@ def test_phone_sized_screen(browser, live_service):
             assert page.locator(button).bounding_box()["height"] >= 32  # big enough for a finger
     finally:
         context.close()
+
+
+@pytest.fixture
+def prefixed_url(live_service) -> Iterator[str]:
+    """The API mounted under ``/inkq/`` (as behind a reverse proxy that sets
+    SCRIPT_NAME), served by werkzeug in a thread, on the live service's Redis."""
+    import threading
+
+    from werkzeug.exceptions import NotFound
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.serving import make_server
+
+    from api import create_app
+    from inkq.settings import Settings
+
+    app = create_app(Settings.from_env({**os.environ, **live_service.env, "REDIS_URL": live_service.redis_url}))
+    server = make_server("127.0.0.1", 0, DispatcherMiddleware(NotFound(), {"/inkq": app}), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/inkq/"
+    server.shutdown()
+
+
+def test_page_works_under_a_path_prefix(browser, prefixed_url):
+    """Every URL the page uses is relative, so it works wherever the API is mounted."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(prefixed_url) else outside.append(r.url))
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(prefixed_url)
+    expect(page.locator("#service-status")).to_have_attribute("data-state", "ready")
+    draw(page, L_STROKES)
+    expect(page.locator("#predict-text")).to_have_text("L")
+    page.goto(prefixed_url + "docs")
+    expect(page.locator("#subtitle")).not_to_contain_text("Loading")
+    context.close()
+    assert outside == [] and failed == [], (outside, failed)

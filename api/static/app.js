@@ -131,7 +131,7 @@
   /** GET /v1/limits once; a failure is retried on the next call. */
   function getLimits() {
     if (!limitsPromise) {
-      limitsPromise = api("/v1/limits").catch((err) => {
+      limitsPromise = api("v1/limits").catch((err) => {
         limitsPromise = null;
         throw err;
       });
@@ -145,7 +145,7 @@
     const pill = $("service-status");
     const text = pill.querySelector(".status-text");
     try {
-      const response = await fetch("/readyz", { headers: { Accept: "application/json" } });
+      const response = await fetch("readyz", { headers: { Accept: "application/json" } });
       let body = null;
       try { body = await response.json(); } catch (_) { /* not JSON */ }
       if (response.ok) {
@@ -377,7 +377,7 @@
     result.setAttribute("aria-busy", "true");
     $("predict-btn").disabled = true;
     try {
-      const answer = await api("/predict", { method: "POST", body: { image: pad.toDataURL("image/png") }, signal: abort.signal });
+      const answer = await api("predict", { method: "POST", body: { image: pad.toDataURL("image/png") }, signal: abort.signal });
       showPrediction(answer);
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -587,7 +587,7 @@
         const images = await Promise.all(batch.map((i) => readAsBase64(files[i])));
         const key = (crypto.randomUUID && crypto.randomUUID()) || `${Date.now()}-${Math.random()}`;
         const doc = await apiWithRetry(
-          "/v1/jobs",
+          "v1/jobs",
           { method: "POST", body: { images: images.map((b64) => PNG_PREFIX + b64) }, headers: { "Idempotency-Key": key } },
           (err, waitS) => showAlert(errorBox, `${err.message} Retrying in ${Math.ceil(waitS)} s…`, true),
         );
@@ -619,7 +619,7 @@
       for (const job of jobs) {
         if (!FINISHED.has(job.doc.status)) {
           try {
-            job.doc = await api(`/v1/jobs/${encodeURIComponent(job.id)}`);
+            job.doc = await api(`v1/jobs/${encodeURIComponent(job.id)}`);
           } catch (err) {
             // A busy or briefly unreachable service is worth waiting out; anything else is not.
             if (!(err instanceof ApiError) || ![0, 429, 503].includes(err.status)) throw err;
@@ -644,7 +644,7 @@
   async function collectResults() {
     setRunning(true);
     for (const job of jobs) {
-      let url = `/v1/jobs/${encodeURIComponent(job.id)}/results?offset=0&limit=1000`;
+      let url = `v1/jobs/${encodeURIComponent(job.id)}/results?offset=0&limit=1000`;
       while (url) {
         const page = await api(url);
         for (const item of page.items || []) {
@@ -669,7 +669,7 @@
     try {
       await Promise.all(
         jobs.filter((j) => !FINISHED.has(j.doc.status)).map(async (j) => {
-          j.doc = await api(`/v1/jobs/${encodeURIComponent(j.id)}`, { method: "DELETE" });
+          j.doc = await api(`v1/jobs/${encodeURIComponent(j.id)}`, { method: "DELETE" });
         }),
       );
     } catch (err) {

@@ -9,7 +9,10 @@ recall, worst classes) for
   style) and brought back through the full preprocessing
   (:func:`worker.preprocess.preprocess`);
 - ``pen``: each test image re-drawn with a round pen of even width 2.5-7% of
-  the canvas (:func:`worker.render.render_pen`), then preprocessed.
+  the canvas (:func:`worker.render.render_pen`), then preprocessed;
+- ``marker``: the same with a second, differently made pen renderer that
+  training never sees (:func:`worker.render.render_marker`: another skeleton,
+  a 360 px opaque white canvas, grey ink, 3-6% pens).
 
 A rendering that preprocessing refuses (e.g. as blank) counts as wrong.
 ``delta_vs_raw`` is the accuracy lost in points. Optionally writes a
@@ -29,7 +32,7 @@ from inkq.errors import ItemError
 from worker.emnist import load_split
 from worker.model import card_path_for, load_model, write_card
 from worker.preprocess import PREPROCESS_VERSION, preprocess
-from worker.render import render_canvas, render_pen
+from worker.render import render_canvas, render_marker, render_pen
 
 #: Seed of the renderings, so every evaluation sees the same canvases.
 EVAL_SEED = 20261127
@@ -128,6 +131,7 @@ def evaluate(
     *,
     canvas: bool = True,
     pen: bool = True,
+    marker: bool = True,
     limit: int | None = None,
     confusion_png: str | Path | None = None,
     progress: Callable[[str], None] | None = print,
@@ -136,8 +140,8 @@ def evaluate(
     """Figures of ``model`` (a :class:`worker.model.Model`) on the test split.
 
     ``data_dir``/``prefix`` locate ``<prefix>-test-*`` files; ``limit`` evaluates
-    a random subset of that many test images (None: all). ``canvas``/``pen``
-    switch the rendered evaluations on; ``confusion_png`` writes the raw-image
+    a random subset of that many test images (None: all). ``canvas``/``pen``/
+    ``marker`` switch the rendered evaluations on; ``confusion_png`` writes the raw-image
     confusion matrix there. Returns ``{"raw": {...}, "canvas": {...}, "pen":
     {...}, ...}`` with top1/top5/per-class recall and each rendering's
     ``delta_vs_raw`` (points lost).
@@ -159,6 +163,7 @@ def evaluate(
     for name, on, render, s in (
         ("canvas", canvas, render_canvas, seed + 1),
         ("pen", pen, render_pen, seed + 2),
+        ("marker", marker, render_marker, seed + 3),
     ):
         if not on:
             continue
@@ -187,7 +192,7 @@ def update_card_eval(card_path: str | Path, figures: dict) -> dict:
 
 def format_report(fig: dict) -> str:
     """The figures as a text table: top-1/top-5 per kind, then per-class recall."""
-    kinds = [k for k in ("raw", "canvas", "pen") if k in fig]
+    kinds = [k for k in ("raw", "canvas", "pen", "marker") if k in fig]
     lines = [f"{'':18s}" + "".join(f"{k:>10s}" for k in kinds)]
     for metric in ("top1", "top5", "min_class_recall"):
         lines.append(f"{metric:18s}" + "".join(f"{fig[k][metric]:>10.4f}" for k in kinds))
@@ -208,13 +213,23 @@ def main(
     update_card: bool = False,
     canvas: bool = True,
     pen: bool = True,
+    marker: bool = True,
     echo: Callable[[str], None] = print,
+    command: str | None = None,
 ) -> dict:
     """``inkq eval``: load (verified) the model at ``model_path``, evaluate it,
-    print the figures and per-class recall, optionally write them into its card."""
+    print the figures and per-class recall, optionally write them into its card
+    with ``command`` (default: this process's command line) and the time taken."""
+    import shlex
+    import sys
+
+    t0 = time.perf_counter()
     model = load_model(Path(model_path))
-    fig = evaluate(model, data_dir, prefix, canvas=canvas, pen=pen, limit=limit,
+    fig = evaluate(model, data_dir, prefix, canvas=canvas, pen=pen, marker=marker, limit=limit,
                    confusion_png=confusion_png, progress=echo)
+    fig["command"] = command or " ".join(
+        shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    fig["time_s"] = round(time.perf_counter() - t0, 1)
     echo(format_report(fig))
     if update_card:
         update_card_eval(card_path_for(Path(model_path)), fig)

@@ -1,6 +1,6 @@
 """Render EMNIST 28x28 images as browser-style canvas PNGs (tests, eval, benchmarks).
 
-Two renderers, both deterministic given the ``numpy.random.Generator``:
+Three renderers, all deterministic given the ``numpy.random.Generator``:
 
 ``render_canvas(img28, rng, style)``
     The scanned glyph, upsampled smoothly and re-thresholded to a thinner or
@@ -11,7 +11,13 @@ Two renderers, both deterministic given the ``numpy.random.Generator``:
     The way people draw on a canvas: the glyph is thinned to its skeleton and
     re-traced with a round pen of even width (``width_frac`` of the canvas side),
     anti-aliased with sharp edges (ink = clip(r + 0.5 - distance to the
-    skeleton, 0, 1)), dark ink on a transparent background.
+    skeleton, 0, 1)), dark ink on a transparent background. Training shows the
+    model drawings made this way (``worker.train.pen_normalise``).
+
+``render_marker(img28, rng)``
+    A second pen renderer, made differently (skeleton, canvas size, pen widths,
+    grey ink on opaque white), which training never sees: the check that the
+    model learnt pen drawings rather than one renderer's habits.
 """
 
 from __future__ import annotations
@@ -53,15 +59,16 @@ def _glyph(a: np.ndarray) -> np.ndarray:
     return a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
-def _layout(shape: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+def _layout(shape: tuple[int, int], rng: np.random.Generator, canvas: int = CANVAS,
+            size: tuple[float, float] = (0.30, 0.90)) -> tuple[int, int, int, int]:
     """Size (w, h) of the glyph on the canvas and its top-left corner (x, y)."""
     gh, gw = shape
-    frac = rng.uniform(0.30, 0.90)
-    long_px = frac * CANVAS
+    frac = rng.uniform(*size)
+    long_px = frac * canvas
     s = long_px / max(gh, gw)
     w, h = max(1, round(gw * s)), max(1, round(gh * s))
-    x = int(rng.integers(0, CANVAS - w + 1))
-    y = int(rng.integers(0, CANVAS - h + 1))
+    x = int(rng.integers(0, canvas - w + 1))
+    y = int(rng.integers(0, canvas - h + 1))
     return w, h, x, y
 
 
@@ -142,19 +149,22 @@ def _thin(mask: np.ndarray) -> np.ndarray:
     return img[1:-1, 1:-1].astype(bool)
 
 
-def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float) -> np.ndarray:
-    """The pen drawing of :func:`render_pen` as an ink map (CANVAS x CANVAS float32)."""
+def _trace(img28: np.ndarray, rng: np.random.Generator, width_frac: float, *, canvas: int = CANVAS,
+           size: tuple[float, float] = (0.30, 0.90), up: int = 4, resample: int = Image.BICUBIC,
+           level: int = 128) -> np.ndarray:
+    """The glyph's skeleton re-traced with a round pen: an ink map (canvas x canvas).
+
+    The glyph is upsampled ``up`` times (``resample``), binarised at ``level``
+    and thinned; the skeleton is placed at ``size`` of the canvas and drawn
+    with a pen ``width_frac`` of the canvas wide.
+    """
     a = _glyph(_as_float(img28))
-    radius = width_frac * CANVAS / 2.0
+    radius = width_frac * canvas / 2.0
     # Leave room for the pen: the skeleton spans the glyph minus the stroke.
-    w, h, x, y = _layout(a.shape, rng)
-    # Skeleton on a 4x upsampled glyph (smooth, then binarised at half intensity).
-    up = 4
+    w, h, x, y = _layout(a.shape, rng, canvas, size)
     gh, gw = a.shape
-    big = Image.fromarray(np.round(a * 255).astype(np.uint8), "L").resize(
-        (gw * up, gh * up), Image.BICUBIC
-    )
-    mask = np.asarray(big) >= 128
+    big = Image.fromarray(np.round(a * 255).astype(np.uint8), "L").resize((gw * up, gh * up), resample)
+    mask = np.asarray(big) >= level
     if not mask.any():
         mask = np.asarray(big) >= np.asarray(big).max() / 2
     skel = _thin(mask)
@@ -168,7 +178,7 @@ def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float) -> n
     py = oy + (sy + 0.5) * k
     # Rasterise the skeleton at 1 px on the canvas, connecting neighbouring
     # skeleton pixels so that upscaling leaves no gaps.
-    canvas = np.ones((CANVAS, CANVAS), bool)
+    free = np.ones((canvas, canvas), bool)
     idx = {(int(r), int(c)): i for i, (r, c) in enumerate(zip(sy, sx))}
     segs = [(i, idx[(r + dr, c + dc)]) for (r, c), i in idx.items()
             for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)) if (r + dr, c + dc) in idx]
@@ -178,11 +188,16 @@ def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float) -> n
         tt = np.linspace(0.0, 1.0, n + 1)
         pts_x.append(px[i] + (px[j] - px[i]) * tt)
         pts_y.append(py[i] + (py[j] - py[i]) * tt)
-    allx = np.clip(np.round(np.concatenate(pts_x) - 0.5).astype(int), 0, CANVAS - 1)
-    ally = np.clip(np.round(np.concatenate(pts_y) - 0.5).astype(int), 0, CANVAS - 1)
-    canvas[ally, allx] = False
-    dist = ndimage.distance_transform_edt(canvas)
+    allx = np.clip(np.round(np.concatenate(pts_x) - 0.5).astype(int), 0, canvas - 1)
+    ally = np.clip(np.round(np.concatenate(pts_y) - 0.5).astype(int), 0, canvas - 1)
+    free[ally, allx] = False
+    dist = ndimage.distance_transform_edt(free)
     return np.clip(radius + 0.5 - dist, 0.0, 1.0).astype(np.float32)
+
+
+def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float) -> np.ndarray:
+    """The pen drawing of :func:`render_pen` as an ink map (CANVAS x CANVAS float32)."""
+    return _trace(img28, rng, width_frac)
 
 
 def render_pen(img28: np.ndarray, rng: np.random.Generator, width_frac: float | None = None) -> bytes:
@@ -198,3 +213,21 @@ def render_pen(img28: np.ndarray, rng: np.random.Generator, width_frac: float | 
     out = np.zeros((CANVAS, CANVAS, 4), np.uint8)
     out[..., 3] = np.round(ink * 255)
     return _png(out, "RGBA")
+
+
+#: Side of :func:`render_marker`'s canvas (px).
+MARKER_CANVAS = 360
+
+
+def render_marker(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A second pen renderer, made differently from :func:`render_pen` on purpose.
+
+    The model trains on :func:`render_pen`'s drawings; this one checks that what
+    it learnt carries over to pen drawings it has not seen: another skeleton
+    (3x bilinear upsampling, binarised at 35%), a 360 px canvas, the glyph at
+    40-80% of it, a 3-6% pen, and grey ink on an opaque white background.
+    """
+    ink = _trace(img28, rng, float(rng.uniform(0.03, 0.06)), canvas=MARKER_CANVAS, size=(0.40, 0.80),
+                 up=3, resample=Image.BILINEAR, level=89)
+    grey = np.round(255 - 230 * ink).astype(np.uint8)
+    return _png(np.repeat(grey[..., None], 3, axis=2), "RGB")

@@ -10,9 +10,9 @@ recall, worst classes) for
   (:func:`worker.preprocess.preprocess`);
 - ``pen``: each test image re-drawn with a round pen of even width 2.5-7% of
   the canvas (:func:`worker.render.render_pen`), then preprocessed;
-- ``marker``: the same with a second, differently made pen renderer that
-  training never sees (:func:`worker.render.render_marker`: another skeleton,
-  a 360 px opaque white canvas, grey ink, 3-6% pens).
+- ``marker``: pen drawings with other settings, which training never sees
+  (:func:`worker.render.render_marker`: another skeleton, a 360 px opaque
+  white canvas, grey ink, 3-6% pens).
 
 A rendering that preprocessing refuses (e.g. as blank) counts as wrong.
 ``delta_vs_raw`` is the accuracy lost in points. Optionally writes a

@@ -15,9 +15,9 @@ Three renderers, all deterministic given the ``numpy.random.Generator``:
     model drawings made this way (``worker.train.pen_normalise``).
 
 ``render_marker(img28, rng)``
-    A second pen renderer, made differently (skeleton, canvas size, pen widths,
+    The same tracing with other settings (skeleton, canvas size, pen widths,
     grey ink on opaque white), which training never sees: the check that the
-    model learnt pen drawings rather than one renderer's habits.
+    model learnt pen drawings rather than one set of renderer settings.
 """
 
 from __future__ import annotations
@@ -220,10 +220,10 @@ MARKER_CANVAS = 360
 
 
 def render_marker(img28: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A second pen renderer, made differently from :func:`render_pen` on purpose.
+    """Pen drawings with other settings than :func:`render_pen`'s, on purpose.
 
-    The model trains on :func:`render_pen`'s drawings; this one checks that what
-    it learnt carries over to pen drawings it has not seen: another skeleton
+    The model trains on :func:`render_pen`'s drawings; these check that what it
+    learnt carries over to pen drawings it has not seen: another skeleton
     (3x bilinear upsampling, binarised at 35%), a 360 px canvas, the glyph at
     40-80% of it, a 3-6% pen, and grey ink on an opaque white background.
     """

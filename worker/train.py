@@ -480,7 +480,8 @@ def train(
                  "train_images": int(len(ytr)), "val_images": int(len(yva))},
         "training": {
             "command": command or _command_line(),
-            "seed": seed, "epochs": epochs, "members": members, "canvas_mix": canvas_mix, "pen_mix": pen_mix,
+            "seed": seed, "epochs": epochs, "members": members, "canvas_mix": canvas_mix,
+            "pen_mix": pen_mix,
             "best_epoch": best_epoch, "hidden": list(hidden),
             "alpha": alpha, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
             "augmentation": augmentation, "augment_options": augment_options or {}, "val_frac": val_frac,
@@ -528,8 +529,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     aug = {k: v for k, v in (("width_p", a.width_p), ("width_amount", a.width_amount)) if v is not None}
     train(a.data_dir, a.out, prefix=a.prefix, limit=a.limit, seed=a.seed, epochs=a.epochs,
-          members=a.members, canvas_mix=a.canvas_mix, pen_mix=a.pen_mix, hidden=tuple(a.hidden), augment_options=aug or None,
-          evaluate_test=not a.no_eval)
+          members=a.members, canvas_mix=a.canvas_mix, pen_mix=a.pen_mix, hidden=tuple(a.hidden),
+          augment_options=aug or None, evaluate_test=not a.no_eval)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from worker.emnist import load_split
-from worker.render import CANVAS, STYLES, pen_ink, render_canvas, render_pen
+from worker.render import CANVAS, MARKER_CANVAS, STYLES, pen_ink, render_canvas, render_marker, render_pen
 
 
 
@@ -27,7 +27,7 @@ def _open(data: bytes) -> Image.Image:
 
 
 def test_deterministic(images):
-    for fn in (render_canvas, render_pen):
+    for fn in (render_canvas, render_pen, render_marker):
         a = fn(images[0], np.random.default_rng(5))
         b = fn(images[0], np.random.default_rng(5))
         c = fn(images[0], np.random.default_rng(6))
@@ -101,5 +101,20 @@ def test_pen_keeps_the_character(images):
     rng = np.random.default_rng(0)
     for x in images[:20]:
         out = preprocess(render_pen(x, rng, 0.04))
+        corr.append(np.corrcoef(out.ravel(), x.ravel().astype(np.float32))[0, 1])
+    assert np.median(corr) > 0.7
+
+
+def test_marker_is_grey_ink_on_opaque_white_and_keeps_the_character(images):
+    from worker.preprocess import preprocess
+
+    im = Image.open(io.BytesIO(render_marker(images[3], np.random.default_rng(0))))
+    a = np.asarray(im)
+    assert im.mode == "RGB" and im.size == (MARKER_CANVAS, MARKER_CANVAS)
+    assert (a[..., 0] == a[..., 1]).all() and a.max() == 255 and a.min() == 25 and a[0, 0, 0] == 255
+    corr = []
+    rng = np.random.default_rng(1)
+    for x in images[:20]:
+        out = preprocess(render_marker(x, rng))
         corr.append(np.corrcoef(out.ravel(), x.ravel().astype(np.float32))[0, 1])
     assert np.median(corr) > 0.7

@@ -75,6 +75,18 @@ def test_set_stroke_width_reaches_the_target():
     assert stroke_widths(out)[0] < stroke_widths(X)[0] < stroke_widths(out)[2]
 
 
+def test_augment_elastic_is_reproducible_and_moves_ink():
+    X = _bar_glyphs(8)
+    flat = {"rotate_deg": 0.0, "scale": (1.0, 1.0), "aspect": 0.0, "shear": 0.0, "shift_px": 0.0,
+            "width_p": 0.0}
+    plain = augment(X, np.random.default_rng(1), **flat)
+    a = augment(X, np.random.default_rng(1), elastic_p=1.0, **flat)
+    assert np.array_equal(a, augment(X, np.random.default_rng(1), elastic_p=1.0, **flat))
+    assert a.shape == X.shape and a.min() >= 0 and a.max() <= 1
+    moved = np.abs(a - plain).sum((1, 2)) / plain.sum((1, 2))
+    assert np.all(moved > 0.05) and np.all(a.sum((1, 2)) > 0.6 * plain.sum((1, 2)))
+
+
 def test_augment_extent_normalisation_brings_glyphs_to_24px():
     X = np.zeros((64, 28, 28), np.float32)
     X[:, 8:20, 12:15] = 1.0  # a short '1', 12 px tall

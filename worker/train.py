@@ -215,8 +215,6 @@ def canvas_normalise(X: np.ndarray, up: int = 4) -> np.ndarray:
 
 
 def _pen_chunk(args: tuple[np.ndarray, int, tuple[float, float]]) -> np.ndarray:
-    from PIL import Image
-
     from inkq.errors import ItemError
     from worker.render import pen_ink
 
@@ -226,7 +224,7 @@ def _pen_chunk(args: tuple[np.ndarray, int, tuple[float, float]]) -> np.ndarray:
     for i, x in enumerate(X):
         ink = pen_ink(np.round(x * 255).astype(np.uint8), rng, float(rng.uniform(*widths)))
         try:
-            out[i] = P._to_emnist_u8(Image.fromarray(np.round(ink * 255).astype(np.uint8), "L"))
+            out[i] = P.to_emnist(ink)
         except ItemError:
             out[i] = x
     return out

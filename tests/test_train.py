@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
+import joblib
 import numpy as np
 
 from worker.model import load_model
 from worker.train import augment, canvas_normalise, pen_normalise, set_stroke_width, stroke_widths, train
-
-
 
 
 def test_train_small_subset(tmp_path, emnist_dir):
@@ -31,6 +30,9 @@ def test_train_small_subset(tmp_path, emnist_dir):
     m = load_model(out)
     p = m.predict_proba(np.zeros((2, 28, 28), np.float32))
     assert p.shape == (2, 47)
+    # Only what prediction needs is pickled: no optimizer state, no second copy of the weights.
+    for net in joblib.load(out)["pipeline"].steps[-1][1].estimators:
+        assert net._optimizer is None and net._best_coefs is None and net._best_intercepts is None
 
 
 def test_augment_is_reproducible_and_sane():

@@ -35,8 +35,9 @@ only produce the final figures):
    canvas_mix 0.5: (512, 512, 512) 87.2 / 85.8 / 84.3, hence the recipe (two
    such networks also take 2.5 million multiply-adds an image against 2.9
    for two (1024,) networks). Full runs of this recipe: 15 epochs kept the
-   last epoch of both networks, validation balanced accuracy 0.882; 20
-   epochs kept epoch 19 of both, 0.888, hence 20. Pen mix against
+   last epoch of both networks, validation balanced accuracy 0.882 (two
+   (1024,) networks with canvas_mix 0.3: 0.883); 20 epochs kept epoch 19 of
+   both, 0.888, hence 20. Pen mix against
    none ((512,), six epochs): 0.3 gave +0.4 / -0.7 / +1.8; a canvas mix of
    0.5 without the pen mix ((512,), 50,000 images) -0.6 / -0.6 / -0.1.
    Measured and left off: class-independent extent and stroke-width

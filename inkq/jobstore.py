@@ -13,6 +13,7 @@ item error. :func:`decode_item` turns either into the API's item form.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import secrets
@@ -141,8 +142,12 @@ def check_redis_config(client: redis.Redis, log: logging.Logger) -> list[str]:
 
 
 def new_job_id() -> str:
-    """128 random bits, URL-safe: unguessable."""
-    return secrets.token_urlsafe(16)
+    """128 random bits (unguessable) as 26 characters of lowercase base32.
+
+    Not base64url: an id starting with ``-`` (one in 64 of them) is read as an
+    option by command lines (``inkq status -fX...``), and ``_``/``-`` are easy
+    to lose when an id is double-clicked or copied from a terminal."""
+    return base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
 
 
 def digest(value: str) -> str:

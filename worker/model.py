@@ -95,7 +95,7 @@ def correct_priors(proba: np.ndarray, class_prior: np.ndarray) -> np.ndarray:
     return (p / np.where(s > 0, s, 1.0)).astype(np.float32)
 
 
-#: Images per vectorised call. Beyond about a hundred images the features'
+#: Images per vectorised call. Past a hundred or so images the features'
 #: intermediate arrays (about 40 kB an image) leave the CPU's caches: measured
 #: on one core, 12,300 images/s in slices of 128, 11,800 in 64, 9,100 in 256.
 BATCH = 128

@@ -93,28 +93,27 @@ def test_pen_png_is_transparent_dark_ink(images):
     assert a[..., :3].max() == 0 and a[..., 3].max() == 255 and a[0, 0, 3] == 0
 
 
-def test_pen_keeps_the_character(images):
-    """The pen retrace stays close to the glyph: correlate at 28x28."""
+def _median_correlation(images, render) -> float:
+    """Median correlation at 28x28 between glyphs and their preprocessed renderings."""
     from worker.preprocess import preprocess
 
     corr = []
-    rng = np.random.default_rng(0)
     for x in images[:20]:
-        out = preprocess(render_pen(x, rng, 0.04))
+        out = preprocess(render(x))
         corr.append(np.corrcoef(out.ravel(), x.ravel().astype(np.float32))[0, 1])
-    assert np.median(corr) > 0.7
+    return float(np.median(corr))
+
+
+def test_pen_keeps_the_character(images):
+    """The pen retrace stays close to the glyph."""
+    rng = np.random.default_rng(0)
+    assert _median_correlation(images, lambda x: render_pen(x, rng, 0.04)) > 0.7
 
 
 def test_marker_is_grey_ink_on_opaque_white_and_keeps_the_character(images):
-    from worker.preprocess import preprocess
-
     im = Image.open(io.BytesIO(render_marker(images[3], np.random.default_rng(0))))
     a = np.asarray(im)
     assert im.mode == "RGB" and im.size == (MARKER_CANVAS, MARKER_CANVAS)
     assert (a[..., 0] == a[..., 1]).all() and a.max() == 255 and a.min() == 25 and a[0, 0, 0] == 255
-    corr = []
     rng = np.random.default_rng(1)
-    for x in images[:20]:
-        out = preprocess(render_marker(x, rng))
-        corr.append(np.corrcoef(out.ravel(), x.ravel().astype(np.float32))[0, 1])
-    assert np.median(corr) > 0.7
+    assert _median_correlation(images, lambda x: render_marker(x, rng)) > 0.7

@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 
 from inkq.errors import ItemError
 from worker.emnist import load_split
-from worker.model import card_path_for, load_model, write_card
+from worker.model import card_path_for, command_line, load_model, write_card
 from worker.preprocess import PREPROCESS_VERSION, preprocess
 from worker.render import render_canvas, render_marker, render_pen
 
@@ -220,15 +220,11 @@ def main(
     """``inkq eval``: load (verified) the model at ``model_path``, evaluate it,
     print the figures and per-class recall, optionally write them into its card
     with ``command`` (default: this process's command line) and the time taken."""
-    import shlex
-    import sys
-
     t0 = time.perf_counter()
     model = load_model(Path(model_path))
     fig = evaluate(model, data_dir, prefix, canvas=canvas, pen=pen, marker=marker, limit=limit,
                    confusion_png=confusion_png, progress=echo)
-    fig["command"] = command or " ".join(
-        shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    fig["command"] = command or command_line()
     fig["time_s"] = round(time.perf_counter() - t0, 1)
     echo(format_report(fig))
     if update_card:

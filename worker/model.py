@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,21 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """A command line as typed, for a model card: ``python -m worker.<module> ...``
+    when a module of this package was run, else the program's name
+    (``inkq eval ...``), never the install path."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    prog = Path(argv[0])
+    if prog.suffix == ".py" and prog.parent.name == "worker":
+        head = ["python", "-m", f"worker.{prog.stem}"]
+    else:
+        head = [prog.name]
+    return " ".join(shlex.quote(a) for a in [*head, *argv[1:]])
 
 
 def write_card(path: Path, card: dict) -> None:
@@ -133,11 +150,8 @@ class Model:
             raise ValueError(f"expected (n, 28, 28) images, got shape {x.shape}")
         if len(x) == 0:
             return np.zeros((0, self.n_classes), np.float32)
-        if len(x) <= BATCH:
-            proba = self.pipeline.predict_proba(x)
-        else:
-            proba = np.concatenate([self.pipeline.predict_proba(x[i:i + BATCH])
-                                    for i in range(0, len(x), BATCH)])
+        proba = np.concatenate([self.pipeline.predict_proba(x[i:i + BATCH])
+                                for i in range(0, len(x), BATCH)])
         return correct_priors(np.asarray(proba, dtype=np.float64), self.class_prior)
 
 

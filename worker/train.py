@@ -56,8 +56,6 @@ from __future__ import annotations
 import copy
 import os
 import platform
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,7 +66,8 @@ from scipy import ndimage
 from worker import features as F
 from worker import preprocess as P
 from worker.emnist import load_mapping, load_split, mapping_path, split_paths
-from worker.model import ARTIFACT_FORMAT, SoftVote, correct_priors, load_model, sha256_file, write_card
+from worker.model import (ARTIFACT_FORMAT, SoftVote, command_line, correct_priors, load_model, sha256_file,
+                          write_card)
 
 #: Version of the training recipe, recorded in the card.
 TRAIN_VERSION = "1"
@@ -275,14 +274,6 @@ def pen_normalise(X: np.ndarray, seed: int, *, widths: tuple[float, float] = (0.
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _command_line() -> str:
-    """This process's command line, as typed (``python -m worker.train ...``)."""
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(os.path.join("worker", "train.py")):
-        argv = ["python", "-m", "worker.train", *argv[1:]]
-    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _print(msg: str) -> None:
@@ -504,7 +495,7 @@ def train(
         "data": {"prefix": prefix, "dir": str(data_dir), "sha256": files, "limit": limit,
                  "train_images": int(len(ytr)), "val_images": int(len(yva))},
         "training": {
-            "command": command or _command_line(),
+            "command": command or command_line(),
             "seed": seed, "epochs": epochs, "members": members, "canvas_mix": canvas_mix,
             "pen_mix": pen_mix,
             "best_epoch": best_epoch, "hidden": list(hidden),

@@ -183,6 +183,13 @@ class Concat(_Stateless):
         return np.concatenate([t.transform(X) for _, t in self.transformers], axis=1)
 
 
+#: Images per vectorised pass. The intermediate arrays take about 40 kB an
+#: image; past a few hundred images they leave the CPU's caches and every pass
+#: runs several times slower (one core: about 35 us an image in slices of 128,
+#: 210 us in one pass over 20,000).
+SLICE = 128
+
+
 class DeskewedFeatures(_Stateless):
     """Deskew, then HOG + pooled pixels of the deskewed image (the model's features)."""
 
@@ -193,6 +200,12 @@ class DeskewedFeatures(_Stateless):
         self.max_skew = max_skew
 
     def transform(self, X):
+        X = as_images(X)
+        if len(X) <= SLICE:
+            return self._transform(X)
+        return np.concatenate([self._transform(X[i:i + SLICE]) for i in range(0, len(X), SLICE)])
+
+    def _transform(self, X):
         D = deskew(X, self.max_skew)
         parts = [hog(D, self.cell, self.bins)]
         if self.pixel_pool:

@@ -152,6 +152,8 @@ def augment(X: np.ndarray, rng: np.random.Generator, *, rotate_deg: float = 12.0
     canvas drawing carries neither the way a scan does.
     """
     n = len(X)
+    # Every random draw first, in one fixed order, then the work in slices
+    # that stay in the CPU's caches: the result does not depend on the slicing.
     th = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg, n))
     s = rng.uniform(*scale, n)
     cy = cx = np.full(n, 13.5, np.float32)
@@ -164,35 +166,60 @@ def augment(X: np.ndarray, rng: np.random.Generator, *, rotate_deg: float = 12.0
     sx, sy = s * asp, s / asp
     sh = rng.uniform(-shear, shear, n)
     tx, ty = rng.uniform(-shift_px, shift_px, (2, n))
+    field = None
+    if elastic_p > 0:
+        elastic = rng.random(n) < elastic_p
+        if elastic.any():
+            raw = rng.uniform(-1, 1, (2, int(elastic.sum()), 28, 28)).astype(np.float32)
+            field = np.zeros((2, n, 28, 28), np.float32)
+            field[:, elastic] = elastic_alpha * ndimage.gaussian_filter(
+                raw, sigma=(0, 0, elastic_sigma, elastic_sigma), mode="constant")
+    set_w = rng.random(n) < set_width_p if set_width_p > 0 else np.zeros(n, bool)
+    widths = np.zeros(n, np.float32)
+    if set_w.any():
+        widths[set_w] = rng.uniform(*set_width, int(set_w.sum()))
+    lam = np.zeros(n, np.float32)
+    if width_p > 0:
+        lam = rng.uniform(-width_amount, width_amount, n).astype(np.float32)
+        lam[(rng.random(n) >= width_p) | set_w] = 0.0
     c, si = np.cos(th), np.sin(th)
     # forward map A = R @ Shear @ S ; sample the input at A^-1 (out - 13.5 - t) + centre
     a11, a12 = c * sx, (c * sh - si) * sy
     a21, a22 = si * sx, (si * sh + c) * sy
     det = a11 * a22 - a12 * a21
-    i11, i12, i21, i22 = a22 / det, -a12 / det, -a21 / det, a11 / det
-    yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
-    oy = yy[None] - 13.5 - ty[:, None, None]
-    ox = xx[None] - 13.5 - tx[:, None, None]
-    src_x = i11[:, None, None] * ox + i12[:, None, None] * oy + cx[:, None, None]
-    src_y = i21[:, None, None] * ox + i22[:, None, None] * oy + cy[:, None, None]
-    if elastic_p > 0:
-        e = rng.random(n) < elastic_p
-        if e.any():
-            field = rng.uniform(-1, 1, (2, int(e.sum()), 28, 28)).astype(np.float32)
-            field = ndimage.gaussian_filter(field, sigma=(0, 0, elastic_sigma, elastic_sigma), mode="constant")
-            src_x[e] += elastic_alpha * field[0]
-            src_y[e] += elastic_alpha * field[1]
+    inv = np.stack([a22 / det, -a12 / det, -a21 / det, a11 / det, cx, cy, tx, ty], 1)
+    out = np.empty((n, 28, 28), np.float32)
+    for i in range(0, n, _AUGMENT_SLICE):
+        j = slice(i, i + _AUGMENT_SLICE)
+        out[j] = _warp(X[j], inv[j], None if field is None else field[:, j], set_w[j], widths[j], lam[j])
+    return out
+
+
+#: Images per slice of :func:`augment`'s work (a few hundred keep it in the caches).
+_AUGMENT_SLICE = 256
+
+
+def _warp(X: np.ndarray, inv: np.ndarray, field: np.ndarray | None, set_w: np.ndarray,
+          widths: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """:func:`augment` on a slice, its random draws given."""
+    n = len(X)
+    i11, i12, i21, i22, cx, cy, tx, ty = (v[:, None, None] for v in inv.T)
+    yy, xx = _GRID
+    oy = yy[None] - 13.5 - ty
+    ox = xx[None] - 13.5 - tx
+    src_x = i11 * ox + i12 * oy + cx
+    src_y = i21 * ox + i22 * oy + cy
+    if field is not None:
+        src_x += field[0]
+        src_y += field[1]
     nn = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], src_x.shape)
     out = ndimage.map_coordinates(X, [nn, src_y, src_x], order=1, mode="constant", cval=0.0)
     out = out.astype(np.float32, copy=False)
     m = out.max(axis=(1, 2), keepdims=True)
     out = out / np.where(m > 0, m, 1.0)
-    set_w = rng.random(n) < set_width_p if set_width_p > 0 else np.zeros(n, bool)
     if set_w.any():
-        out[set_w] = set_stroke_width(out[set_w], rng.uniform(*set_width, int(set_w.sum())).astype(np.float32))
-    if width_p > 0:
-        lam = rng.uniform(-width_amount, width_amount, n).astype(np.float32)
-        lam[(rng.random(n) >= width_p) | set_w] = 0.0
+        out[set_w] = set_stroke_width(out[set_w], widths[set_w])
+    if lam.any():
         fp = np.ones((1, 3, 3), bool)
         dil = ndimage.grey_dilation(out, footprint=fp)
         ero = ndimage.grey_erosion(out, footprint=fp)
@@ -202,6 +229,9 @@ def augment(X: np.ndarray, rng: np.random.Generator, *, rotate_deg: float = 12.0
         m = out.max(axis=(1, 2), keepdims=True)
         out = out / np.where(m > 0, m, 1.0)
     return np.clip(out, 0.0, 1.0)
+
+
+_GRID = np.mgrid[0:28, 0:28].astype(np.float32)
 
 
 def canvas_normalise(X: np.ndarray, up: int = 4) -> np.ndarray:

@@ -70,8 +70,7 @@ def test_predict_proba_in_slices_equals_one_call(model, sample):
 
     X = sample[0].astype(np.float32) / 255
     assert len(X) > 2 * model_module.BATCH
-    whole = correct_priors(np.asarray(model.pipeline.predict_proba(X), np.float64), model.class_prior,
-                           model.prior_power)
+    whole = correct_priors(np.asarray(model.pipeline.predict_proba(X), np.float64), model.class_prior)
     sliced = model.predict_proba(X)
     assert sliced.shape == whole.shape
     assert np.allclose(sliced, whole, atol=1e-6)

@@ -8,8 +8,7 @@ import joblib
 import numpy as np
 
 from worker.model import load_model
-from worker.train import (PRIOR_POWERS, augment, canvas_normalise, pen_normalise, set_stroke_width, stroke_widths,
-                          train)
+from worker.train import augment, canvas_normalise, pen_normalise, set_stroke_width, stroke_widths, train
 
 
 def test_train_small_subset(tmp_path, emnist_dir):
@@ -27,12 +26,10 @@ def test_train_small_subset(tmp_path, emnist_dir):
     assert any("epoch 1/1" in m for m in lines) and any("left" in m for m in lines)
     assert any("canvas-normalising" in m for m in lines) and any("even pen" in m for m in lines)
     assert on_disk["training"]["pen_mix"] == 0.3
-    assert on_disk["training"]["prior_power"] in PRIOR_POWERS and any("prior power" in m for m in lines)
     assert on_disk["training"]["members"] == 2 and len(on_disk["training"]["best_epoch"]) == 2
     m = load_model(out)
     p = m.predict_proba(np.zeros((2, 28, 28), np.float32))
     assert p.shape == (2, 47)
-    assert m.prior_power == on_disk["training"]["prior_power"]
     # Only what prediction needs is pickled: no optimizer state, no second copy of the weights.
     for net in joblib.load(out)["pipeline"].steps[-1][1].estimators:
         assert net._optimizer is None and net._best_coefs is None and net._best_intercepts is None
@@ -120,18 +117,3 @@ def test_pen_normalise_redraws_with_an_even_pen(emnist_dir):
     assert np.median(extents) == 24  # the size preprocessing gives every drawing
     # An even pen: the widths spread less than the scans' own.
     assert np.std(stroke_widths(one)) < np.std(stroke_widths(X))
-
-
-def test_choose_prior_power_prefers_the_textbook_correction_unless_a_softer_one_scores_better():
-    from worker.train import choose_prior_power
-
-    y = np.array([0, 0, 1, 1])
-    # An overconfident network: dividing by the full prior [0.9, 0.1] flips the
-    # class-0 images that the network gave 0.2 for class 1.
-    proba = np.array([[0.8, 0.2], [0.8, 0.2], [0.6, 0.4], [0.6, 0.4]])
-    best, scores = choose_prior_power(proba, y, np.array([0.9, 0.1]))
-    assert scores[1.0] == 0.5 and scores[0.6] == 1.0
-    assert best == 0.6  # 0.5 scores the same; the nearer to 1 wins
-    # A uniform prior: every power scores the same and 1 is kept.
-    best, _ = choose_prior_power(proba, y, np.array([0.5, 0.5]))
-    assert best == 1.0

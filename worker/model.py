@@ -16,10 +16,9 @@ unreadable card raises :class:`inkq.errors.ModelError`.
 The artifact holds a dict ``{"format", "pipeline", "class_prior", "labels"}``:
 ``pipeline`` is a scikit-learn pipeline (features from :mod:`worker.features`
 then a classifier) trained on the unbalanced training set, and
-``class_prior`` its class frequencies; an optional ``prior_power`` (default 1)
-softens the prior. :meth:`Model.predict_proba` divides by the prior (raised
-to that power) and renormalises, so every character gets a fair chance
-whatever its frequency in the training files.
+``class_prior`` its class frequencies. :meth:`Model.predict_proba` divides by
+the prior and renormalises, so every character gets a fair chance whatever
+its frequency in the training files.
 """
 
 from __future__ import annotations
@@ -106,15 +105,9 @@ class SoftVote(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
-def correct_priors(proba: np.ndarray, class_prior: np.ndarray, power: float = 1.0) -> np.ndarray:
-    """Divide probabilities by the training class priors (raised to ``power``)
-    and renormalise rows.
-
-    ``power`` 1 is the textbook correction for a calibrated classifier; a
-    network trained to low loss is overconfident, and dividing by a softer
-    prior (``power`` < 1) balances its recall better. Training chooses it on
-    the validation split."""
-    p = proba / (class_prior if power == 1.0 else class_prior ** power)[None, :]
+def correct_priors(proba: np.ndarray, class_prior: np.ndarray) -> np.ndarray:
+    """Divide probabilities by the training class priors and renormalise rows."""
+    p = proba / class_prior[None, :]
     s = p.sum(axis=1, keepdims=True)
     return (p / np.where(s > 0, s, 1.0)).astype(np.float32)
 
@@ -139,7 +132,6 @@ class Model:
     labels: tuple[str, ...]
     version: str
     card: dict = field(default_factory=dict)
-    prior_power: float = 1.0
 
     @property
     def n_classes(self) -> int:
@@ -160,7 +152,7 @@ class Model:
             return np.zeros((0, self.n_classes), np.float32)
         proba = np.concatenate([self.pipeline.predict_proba(x[i:i + BATCH])
                                 for i in range(0, len(x), BATCH)])
-        return correct_priors(np.asarray(proba, dtype=np.float64), self.class_prior, self.prior_power)
+        return correct_priors(np.asarray(proba, dtype=np.float64), self.class_prior)
 
 
 def load_model(path: Path, card_path: Path | None = None) -> Model:
@@ -209,6 +201,4 @@ def load_model(path: Path, card_path: Path | None = None) -> Model:
     if len(labels) != len(prior):
         raise ArtifactMismatch(f"{path}: {len(labels)} labels but {len(prior)} class priors")
     version = str(card.get("version") or actual[:12])
-    power = float(obj.get("prior_power", 1.0))
-    return Model(pipeline=obj["pipeline"], class_prior=prior, labels=labels, version=version, card=card,
-                 prior_power=power)
+    return Model(pipeline=obj["pipeline"], class_prior=prior, labels=labels, version=version, card=card)

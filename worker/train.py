@@ -346,22 +346,6 @@ def _balanced_accuracy(proba: np.ndarray, y: np.ndarray, k: int) -> float:
     return float(np.mean(rec))
 
 
-#: Powers of the class prior tried by :func:`choose_prior_power`.
-PRIOR_POWERS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1)
-
-
-def choose_prior_power(proba: np.ndarray, y: np.ndarray, prior: np.ndarray) -> tuple[float, dict[float, float]]:
-    """The power of the prior that, dividing uncorrected validation
-    probabilities, gives the best balanced accuracy (the test set is
-    balanced), and every power's score. A near tie (within 0.0005) goes to the
-    power nearest 1, the textbook correction."""
-    k = len(prior)
-    scores = {b: _balanced_accuracy(correct_priors(proba, prior, b), y, k) for b in PRIOR_POWERS}
-    top = max(scores.values())
-    best = min((b for b, v in scores.items() if v >= top - 5e-4), key=lambda b: abs(b - 1.0))
-    return best, scores
-
-
 # --------------------------------------------------------------------------- train
 
 
@@ -381,7 +365,6 @@ def train(
     batch_size: int = 256,
     lr: float = 1e-3,
     lr_final: float = 5e-5,
-    prior_power: float | None = None,
     val_frac: float = 0.1,
     augmentation: bool = True,
     augment_options: dict | None = None,
@@ -404,9 +387,7 @@ def train(
     replaces some of the first;
     ``hidden``/``alpha``/
     ``batch_size``/``lr``/``lr_final`` configure the MLP (Adam, learning rate
-    decayed geometrically from ``lr`` to ``lr_final``); ``prior_power`` is the
-    power of the class prior predictions are divided by (default: chosen on
-    the validation split, :func:`choose_prior_power`); ``augment_options`` are
+    decayed geometrically from ``lr`` to ``lr_final``); ``augment_options`` are
     passed to :func:`augment`; ``val_frac`` of the
     training images is held out for model selection; ``evaluate_test`` scores
     the test split at the end (``eval_limit`` images, ``eval_renderings`` adds
@@ -509,12 +490,7 @@ def train(
         kept.append((clf, best_epoch, bal))
         say(f"[train] member {member + 1}: keeping epoch {best_epoch} (validation balanced {bal:.4f})")
     clf = kept[0][0] if members == 1 else SoftVote([c for c, _, _ in kept])
-    raw_va = clf.predict_proba(Fva)
-    if prior_power is None:
-        prior_power, scores = choose_prior_power(raw_va, yva, prior)
-        say("[train] prior power on validation (balanced): "
-            + ", ".join(f"{b:g} {v:.4f}" for b, v in scores.items()) + f"; using {prior_power:g}")
-    pv = correct_priors(raw_va, prior, prior_power)
+    pv = correct_priors(clf.predict_proba(Fva), prior)
     bal = _balanced_accuracy(pv, yva, k)
     best_epoch = [e for _, e, _ in kept]
     say(f"[train] final model: validation accuracy {float((pv.argmax(1) == yva).mean()):.4f}, "
@@ -523,7 +499,7 @@ def train(
     pipeline = Pipeline([("features", F.DeskewedFeatures()), ("clf", clf)])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    joblib.dump({"format": ARTIFACT_FORMAT, "pipeline": pipeline, "class_prior": prior, "prior_power": prior_power,
+    joblib.dump({"format": ARTIFACT_FORMAT, "pipeline": pipeline, "class_prior": prior,
                  "labels": labels}, tmp, compress=3)
     os.replace(tmp, out_path)
     train_s = time.perf_counter() - t_start
@@ -555,7 +531,6 @@ def train(
             "best_epoch": best_epoch, "hidden": list(hidden),
             "alpha": alpha, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
             "augmentation": augmentation, "augment_options": augment_options or {}, "val_frac": val_frac,
-            "prior_power": prior_power,
             "val_balanced_accuracy": round(bal, 4), "time_s": round(train_s, 1),
             "history": history,
             "model": f"DeskewedFeatures (deskew + HOG + pixels) -> {members} x MLPClassifier"
@@ -594,8 +569,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--canvas-mix", type=float, default=0.5)
     ap.add_argument("--pen-mix", type=float, default=0.5)
     ap.add_argument("--hidden", type=int, nargs="+", default=[512, 512, 512])
-    ap.add_argument("--prior-power", type=float,
-                    help="power of the class prior predictions are divided by (default: chosen on validation)")
     ap.add_argument("--width-p", type=float, help="share of images whose stroke width is jittered")
     ap.add_argument("--width-amount", type=float, help="largest fraction of a 1 px dilation/erosion")
     ap.add_argument("--no-eval", action="store_true")
@@ -603,7 +576,7 @@ def main(argv: list[str] | None = None) -> None:
     aug = {k: v for k, v in (("width_p", a.width_p), ("width_amount", a.width_amount)) if v is not None}
     train(a.data_dir, a.out, prefix=a.prefix, limit=a.limit, seed=a.seed, epochs=a.epochs,
           members=a.members, canvas_mix=a.canvas_mix, pen_mix=a.pen_mix, hidden=tuple(a.hidden),
-          prior_power=a.prior_power, augment_options=aug or None, evaluate_test=not a.no_eval)
+          augment_options=aug or None, evaluate_test=not a.no_eval)
 
 
 if __name__ == "__main__":

@@ -63,12 +63,13 @@ def test_predict_proba(model, sample):
         model.predict_proba(np.zeros((3, 784), np.float32))
 
 
-def test_predict_proba_in_slices_equals_one_call(model, sample):
+def test_predict_proba_in_slices_equals_one_call(model, sample, monkeypatch):
     """A batch larger than BATCH is classified in slices; the rows must not depend on it."""
     from worker import model as model_module
     from worker.model import correct_priors
 
     X = sample[0].astype(np.float32) / 255
+    monkeypatch.setattr(model_module, "BATCH", 96)
     assert len(X) > 2 * model_module.BATCH
     whole = correct_priors(np.asarray(model.pipeline.predict_proba(X), np.float64), model.class_prior)
     sliced = model.predict_proba(X)

@@ -117,3 +117,15 @@ def test_pen_normalise_redraws_with_an_even_pen(emnist_dir):
     assert np.median(extents) == 24  # the size preprocessing gives every drawing
     # An even pen: the widths spread less than the scans' own.
     assert np.std(stroke_widths(one)) < np.std(stroke_widths(X))
+
+
+def test_train_without_a_validation_split_keeps_the_last_epoch(tmp_path, emnist_dir):
+    out = tmp_path / "m.joblib"
+    lines: list[str] = []
+    card = train(emnist_dir, out, limit=600, epochs=2, members=1, canvas_mix=0.0, pen_mix=0.0, val_frac=0.0,
+                 evaluate_test=False, command="pytest", progress=lines.append)
+    assert card["data"]["train_images"] == 600 and card["data"]["val_images"] == 0
+    assert card["training"]["best_epoch"] == [2] and card["training"]["val_balanced_accuracy"] is None
+    assert all("val_balanced" not in h for h in card["training"]["history"])
+    assert any("no validation split" in m for m in lines)
+    assert load_model(out).predict_proba(np.zeros((1, 28, 28), np.float32)).shape == (1, 47)

@@ -112,10 +112,11 @@ def correct_priors(proba: np.ndarray, class_prior: np.ndarray) -> np.ndarray:
     return (p / np.where(s > 0, s, 1.0)).astype(np.float32)
 
 
-#: Images per vectorised call. Past a hundred or so images the features'
-#: intermediate arrays (about 40 kB an image) leave the CPU's caches: measured
-#: on one core, 12,300 images/s in slices of 128, 11,800 in 64, 9,100 in 256.
-BATCH = 128
+#: Images per call of the pipeline. The features work in smaller slices of
+#: their own (:data:`worker.features.SLICE`), so this sizes the networks'
+#: matrix products, which run faster on more rows: measured on one core with
+#: three networks, 10,300 images/s in calls of 128, 10,900 in 256, 11,500 in 512.
+BATCH = 512
 
 
 @dataclass(eq=False)

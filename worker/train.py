@@ -9,8 +9,8 @@ only produce the final figures):
    average-pooled 2x2 (:class:`worker.features.DeskewedFeatures`);
 3. ``members`` MLP classifiers (3 x ``hidden`` (512, 512, 512), L2 penalty
    ``alpha`` 1e-3, different seeds, probabilities averaged), each trained
-   with ``partial_fit``, one pass
-   per epoch over a *fresh* random augmentation of the training images
+   with ``partial_fit``, one pass per epoch over a *fresh* random
+   augmentation of the training images
    (affine: rotation, scale, shear, shift; stroke width: fractional dilation
    or erosion), the learning rate decayed over the epochs; the epoch with the
    best validation score is kept;
@@ -518,11 +518,11 @@ def train(
                 f"{scores} {time.perf_counter() - te:.0f}s/epoch, ~{_fmt_s(left)} left")
         bal, clf, best_epoch = best
         strip_training_state(clf)
-        kept.append((clf, best_epoch, bal))
+        kept.append((clf, best_epoch))
         say(f"[train] member {member + 1}: keeping epoch {best_epoch}"
             + (f" (validation balanced {bal:.4f})" if validate else " (the last)"))
-    clf = kept[0][0] if members == 1 else SoftVote([c for c, _, _ in kept])
-    best_epoch = [e for _, e, _ in kept]
+    clf = kept[0][0] if members == 1 else SoftVote([c for c, _ in kept])
+    best_epoch = [e for _, e in kept]
     bal = None
     if validate:
         pv = correct_priors(clf.predict_proba(Fva), prior)
@@ -530,7 +530,7 @@ def train(
         say(f"[train] final model: validation accuracy {float((pv.argmax(1) == yva).mean()):.4f}, "
             f"balanced {bal:.4f}")
 
-    pipeline = Pipeline([("features", F.DeskewedFeatures(pixel_pool=pixel_pool)), ("clf", clf)])
+    pipeline = Pipeline([("features", feats), ("clf", clf)])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
     joblib.dump({"format": ARTIFACT_FORMAT, "pipeline": pipeline, "class_prior": prior,
@@ -591,23 +591,27 @@ def train(
 def main(argv: list[str] | None = None) -> None:
     """``python -m worker.train --data-dir DIR [--out PATH] [--prefix P] [--limit N] ...``"""
     import argparse
+    import inspect
 
+    # The recipe's defaults live in train()'s signature only.
+    d = {k: p.default for k, p in inspect.signature(train).parameters.items()}
     ap = argparse.ArgumentParser(prog="python -m worker.train", description=train.__doc__.splitlines()[0])
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--out", default="artifacts/emnist_model.joblib")
-    ap.add_argument("--prefix", default="emnist-47")
+    ap.add_argument("--prefix", default=d["prefix"])
     ap.add_argument("--limit", type=int)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--members", type=int, default=3)
-    ap.add_argument("--canvas-mix", type=float, default=0.5)
-    ap.add_argument("--pen-mix", type=float, default=0.5)
-    ap.add_argument("--hidden", type=int, nargs="+", default=[512, 512, 512])
-    ap.add_argument("--pixel-pool", type=int, default=2, help="average-pool the pixels beside HOG (1 = all 784)")
-    ap.add_argument("--alpha", type=float, default=1e-3, help="L2 penalty of the networks")
+    ap.add_argument("--seed", type=int, default=d["seed"])
+    ap.add_argument("--epochs", type=int, default=d["epochs"])
+    ap.add_argument("--members", type=int, default=d["members"])
+    ap.add_argument("--canvas-mix", type=float, default=d["canvas_mix"])
+    ap.add_argument("--pen-mix", type=float, default=d["pen_mix"])
+    ap.add_argument("--hidden", type=int, nargs="+", default=list(d["hidden"]))
+    ap.add_argument("--pixel-pool", type=int, default=d["pixel_pool"],
+                    help="average-pool the pixels beside HOG (1 = all 784)")
+    ap.add_argument("--alpha", type=float, default=d["alpha"], help="L2 penalty of the networks")
     ap.add_argument("--width-p", type=float, help="share of images whose stroke width is jittered")
     ap.add_argument("--width-amount", type=float, help="largest fraction of a 1 px dilation/erosion")
-    ap.add_argument("--val-frac", type=float, default=0.1,
+    ap.add_argument("--val-frac", type=float, default=d["val_frac"],
                     help="share of the training files held out for validation; 0 trains on all of them "
                          "and keeps each network's last epoch")
     ap.add_argument("--no-eval", action="store_true")

@@ -13,10 +13,14 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: the inkq package as a wheel (no source tree in the final image) ---
+# A C compiler here only: it builds worker._fastpng into the wheel.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY inkq ./inkq
 COPY api ./api
 COPY worker ./worker

@@ -1,4 +1,7 @@
-"""worker.fastpng.ink_u8_fast: the libspng fast path must equal the Pillow path.
+"""worker.fastpng.ink_u8_fast: the fast path must equal the Pillow path.
+
+Every test runs twice: with the compiled loops (``worker._fastpng``) and with
+their fallback (libspng and numpy), which serves where no C compiler was found.
 
 Equality is asserted *exactly* (every pixel of the ink image): both paths get
 the same uint8 pixels (libspng without gamma, Pillow without conversion for
@@ -12,6 +15,7 @@ the 28x28 output of ``_to_emnist_u8`` is then checked to agree within 1/255
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -23,10 +27,38 @@ from PIL import Image
 from inkq.errors import BlankImage, ImageTooLarge, ItemError
 from tests.hostile import chunk as _chunk
 from tests.hostile import png as _png
+from worker import fastpng as F
 from worker import preprocess as P
 from worker.fastpng import ink_u8_fast
 
 M = P.MAX_PIXELS
+COMPILED = F._compiled
+
+
+def _compiler_found() -> bool:
+    import shlex
+    import shutil
+    import sysconfig
+
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    return bool(cc) and shutil.which(cc[0]) is not None
+
+
+@pytest.fixture(autouse=True, params=["compiled", "fallback"])
+def backend(request, monkeypatch):
+    """Run the test with the compiled loops, then with libspng and numpy."""
+    if request.param == "compiled":
+        if COMPILED is None:
+            pytest.skip("worker._fastpng is not built (no C compiler at install)")
+    else:
+        monkeypatch.setattr(F, "_compiled", None)
+    return request.param
+
+
+def test_compiled_loops_are_built_where_a_compiler_is():
+    if not _compiler_found():
+        pytest.skip("no C compiler on this machine: the fallback serves")
+    assert COMPILED is not None, "worker._fastpng was not built: reinstall (pip install -e .) and read the compiler's error"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -337,3 +369,106 @@ def test_crafted_bad_adler_with_correct_crcs_is_left_to_pillow():
     with pytest.raises(ItemError):
         P._decode_u8(data, M)
     assert ink_u8_fast(data, M) is None
+
+
+# --------------------------------------------------------------------------- (c) the compiled loops
+
+
+def _filtered_png(arr: np.ndarray, filters: list[int], rng: np.random.Generator) -> bytes:
+    """A PNG of ``arr`` (HxWxC uint8, C = 1..4) whose rows use the given filter
+    types, applied here as the PNG spec defines them (ISO/IEC 15948, 9.2)."""
+    h, w, c = arr.shape
+    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    rows, prev = [], np.zeros(w * c, np.int32)
+    for y in range(h):
+        x = arr[y].reshape(-1).astype(np.int32)
+        a = np.concatenate([np.zeros(c, np.int32), x[:-c]])
+        upper_left = np.concatenate([np.zeros(c, np.int32), prev[:-c]])
+        ft = filters[y]
+        if ft == 0:
+            pred = np.zeros_like(x)
+        elif ft == 1:
+            pred = a
+        elif ft == 2:
+            pred = prev
+        elif ft == 3:
+            pred = (a + prev) // 2
+        else:
+            p = a + prev - upper_left
+            pa, pb, pc = np.abs(p - a), np.abs(p - prev), np.abs(p - upper_left)
+            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, prev, upper_left))
+        rows.append(bytes([ft]) + ((x - pred) % 256).astype(np.uint8).tobytes())
+        prev = x
+    return SIG + _ihdr(w, h, 8, ctype) + _chunk(b"IDAT", zlib.compress(b"".join(rows))) + _chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_every_filter_type_decodes_as_pillow_does(channels, backend):
+    """Rows of each filter type, in every order, on noise and on flat areas
+    (where Paeth takes its shortcut), equal Pillow's decode."""
+    rng = np.random.default_rng(channels)
+    for h, w in [(23, 17), (5, 1), (1, 6), (40, 40)]:
+        noise = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+        flat = np.full((h, w, channels), 200, np.uint8)
+        flat[h // 3 : h // 2 + 1, w // 4 : w // 2 + 1] = rng.integers(0, 256, channels, dtype=np.uint8)
+        for arr in (noise, flat):
+            for filters in ([k] * h for k in range(5)):
+                png = _filtered_png(arr, filters, rng)
+                ref = np.asarray(Image.open(io.BytesIO(png)))
+                assert np.array_equal(ref.reshape(arr.shape), arr)  # the PNG is what we meant
+                w_, h_, ctype, idat = F._scan(png, M)
+                raw = F._inflate(png, idat, h * (1 + w * channels))
+                px = F._pixels(png, raw, w, h, ctype)
+                got = px if px.shape[2] == channels else px[..., [0, 3]]  # libspng: grey+alpha as RGBA
+                assert np.array_equal(got, arr), (backend, filters[0], h, w)
+            _equal_or_none(_filtered_png(noise, list(rng.integers(0, 5, h)), rng))
+
+
+def test_unknown_filter_type_is_left_to_pillow_which_refuses_it():
+    rows = [b"\x05" + bytes(30), b"\x00" + bytes(30)]  # type 5 does not exist
+    data = _with_scanlines(10, 2, rows)
+    assert ink_u8_fast(data, M) is None
+    with pytest.raises(ItemError):
+        P._decode_u8(data, M)
+
+
+def test_compiled_loops_check_their_arguments():
+    if COMPILED is None:
+        pytest.skip("worker._fastpng is not built (no C compiler at install)")
+    C = COMPILED
+    with pytest.raises(ValueError, match="expected 62 bytes"):
+        C.unfilter(bytes(61), 10, 2, 3)
+    for w, h, nc in [(0, 2, 3), (10, 0, 3), (10, 2, 0), (10, 2, 5), (2**62, 2**62, 4), (-1, 2, 3)]:
+        with pytest.raises(ValueError):
+            C.unfilter(bytes(62), w, h, nc)
+    with pytest.raises(ValueError, match="unknown PNG filter type 7"):
+        C.unfilter(b"\x00" + bytes(30) + b"\x07" + bytes(30), 10, 2, 3)
+    with pytest.raises(ValueError):
+        C.chebyshev(bytes(10), 3, b"\0\0\0")  # not whole pixels
+    with pytest.raises(ValueError):
+        C.chebyshev(bytes(12), 2, b"\0\0\0")
+    with pytest.raises(ValueError):
+        C.chebyshev(bytes(12), 3, b"\0\0")
+    with pytest.raises(ValueError):
+        C.channel(bytes(12), 4, 4)
+    with pytest.raises(ValueError):
+        C.channel(bytes(12), 3, 0)
+    with pytest.raises(TypeError):
+        C.unfilter("text", 1, 1, 1)
+
+
+@pytest.mark.parametrize("nc", [3, 4])
+def test_compiled_chebyshev_and_channel_equal_numpy(nc):
+    if COMPILED is None:
+        pytest.skip("worker._fastpng is not built (no C compiler at install)")
+    rng = np.random.default_rng(nc)
+    for n in (1, 7, 31, 32, 33, 1000):  # around the vector widths, and their tails
+        px = rng.integers(0, 256, (n, nc), dtype=np.uint8)
+        bg = rng.integers(0, 256, 3, dtype=np.uint8)
+        want = np.abs(px[:, :3].astype(int) - bg).max(axis=1)
+        got = np.frombuffer(COMPILED.chebyshev(px, nc, bg.tobytes()), np.uint8)
+        assert np.array_equal(got, want)
+        for k in range(nc) if nc == 4 else ():
+            assert COMPILED.channel(px, 4, k) == px[:, k].tobytes()
+    two = rng.integers(0, 256, (33, 2), dtype=np.uint8)
+    assert COMPILED.channel(two, 2, 1) == two[:, 1].tobytes()

@@ -1,4 +1,4 @@
-"""A fast path for the common canvas PNG: zlib-ng inflate, libspng unfilter,
+"""A fast path for the common canvas PNG: zlib-ng inflate, compiled unfilter,
 uint8 ink extraction.
 
 :func:`ink_u8_fast` returns exactly what ``preprocess._decode_u8(data, max_pixels)``
@@ -12,17 +12,20 @@ lengths, CRC checked), one or more consecutive ``IDAT`` and ``IEND``.
 Everything else gives ``None``: other formats, palette, 16-bit or sub-byte
 depths, interlaced, ``tRNS`` or ``acTL`` (APNG) or any other chunk, a bad
 signature, a bad CRC on any chunk, truncated files, a zlib stream that is
-corrupt, carries a wrong Adler-32, is short, long or followed by junk, a size
-over ``max_pixels`` (read from IHDR, before any decoding), and any libspng
-error. The structure check is strict on purpose: whenever this path returns
-an image, Pillow would have decoded the same pixels without error.
+corrupt, carries a wrong Adler-32, is short, long or followed by junk, an
+unknown row filter type, a size over ``max_pixels`` (read from IHDR, before
+any decoding), and any decoder error. The structure check is strict on
+purpose: whenever this path returns an image, Pillow would have decoded the
+same pixels without error.
 
-Why two libraries: inflating the image data is most of a PNG decode, and
-zlib-ng inflates about three times faster than the zlib that Pillow and
-pyspng's libspng are built with (0.04 vs 0.14 ms for a 280x280 canvas). The
-inflated scanlines are handed to libspng in *stored* (uncompressed) deflate
-blocks, which it copies, and libspng undoes the PNG row filters in C. zlib-ng
-also checks the stream's Adler-32, which pyspng's libspng does not.
+Why not Pillow: inflating is most of a PNG decode, and zlib-ng inflates about
+three times faster than the zlib Pillow is built with (0.04 vs 0.14 ms for a
+280x280 canvas). The row filters are then undone by ``worker._fastpng``, a
+small C extension (0.05 ms), which also computes the ink (0.01 ms, vectorised).
+Where it was not built (no C compiler at install), libspng (pyspng) undoes the
+filters, fed the inflated rows in *stored* (uncompressed) deflate blocks, and
+numpy computes the ink: the same pixels, about 0.1 ms slower. zlib-ng also
+checks the stream's Adler-32, which pyspng's libspng does not.
 
 Ink semantics, mirrored from ``preprocess._ink_u8`` (kept bit-exact, see
 ``tests/test_fastpng.py``):
@@ -50,6 +53,11 @@ try:  # optional dependencies: without them every call returns None
     from zlib_ng import zlib_ng
 except ImportError:  # pragma: no cover - exercised only without them
     pyspng = zlib_ng = None
+
+try:  # the compiled loops; without them libspng and numpy do the same work
+    from . import _fastpng as _compiled
+except ImportError:  # pragma: no cover - exercised where no compiler was found
+    _compiled = None
 
 __all__ = ["ink_u8_fast"]
 
@@ -195,6 +203,8 @@ def _ink_colour(arr: np.ndarray, nc: int) -> Image.Image:
     RGB from the border's median colour, as an 'L' image."""
     h, w = arr.shape[:2]
     bg = _median_u8(_border(arr[..., :3]))
+    if _compiled is not None:
+        return Image.frombytes("L", (w, h), _compiled.chebyshev(arr, nc, bytes(bg)))
     if nc == 4:
         bg.append(255)  # alpha is all 255 here: its difference is 0
     # Broadcast the background along whole rows (w * nc bytes, contiguous):
@@ -212,6 +222,37 @@ def _ink_colour(arr: np.ndarray, nc: int) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(ink))
 
 
+def _alpha(arr: np.ndarray) -> Image.Image:
+    """The last channel of HxWxnc uint8 pixels as an 'L' image."""
+    h, w, nc = arr.shape
+    if _compiled is not None:
+        return Image.frombytes("L", (w, h), _compiled.channel(arr, nc, nc - 1))
+    return Image.fromarray(np.ascontiguousarray(arr[..., nc - 1]))
+
+
+def _pixels(data: bytes, raw: bytes, w: int, h: int, ctype: int) -> np.ndarray | None:
+    """HxWxC uint8 pixels from the inflated scanlines, or None on any decoder
+    error. C is the stored channel count, except that libspng gives grey+alpha
+    as RGBA (it cannot output two channels for 8-bit grey+alpha)."""
+    stored = _STORED_CHANNELS[ctype]
+    if _compiled is not None:
+        try:
+            px = _compiled.unfilter(raw, w, h, stored)
+        except ValueError:  # an unknown filter type: Pillow refuses it too
+            return None
+        return np.frombuffer(px, np.uint8).reshape(h, w, stored)
+    fmt, nc = _DECODE[ctype]
+    try:
+        arr = pyspng.load(_with_stored_idat(data, raw), fmt)
+    except Exception:  # noqa: BLE001 - any libspng failure: let Pillow report it
+        return None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.dtype != np.uint8 or arr.shape != (h, w, nc):
+        return None  # pragma: no cover - libspng returned something unexpected
+    return arr
+
+
 def ink_u8_fast(data: bytes, max_pixels: int) -> Image.Image | None:
     """``preprocess._decode_u8(data, max_pixels)`` for the common PNGs, else None.
 
@@ -226,24 +267,25 @@ def ink_u8_fast(data: bytes, max_pixels: int) -> Image.Image | None:
     if hdr is None:
         return None
     w, h, ctype, idat = hdr
-    fmt, nc = _DECODE[ctype]
     raw = _inflate(data, idat, h * (1 + w * _STORED_CHANNELS[ctype]))
     if raw is None:
         return None
-    try:
-        arr = pyspng.load(_with_stored_idat(data, raw), fmt)
-    except Exception:  # noqa: BLE001 - any libspng failure: let Pillow report it
+    arr = _pixels(data, raw, w, h, ctype)
+    if arr is None:
         return None
-    if arr.dtype != np.uint8 or arr.shape[:2] != (h, w) or (arr.shape[2] if arr.ndim == 3 else 1) != nc:
-        return None  # pragma: no cover - libspng returned something unexpected
-    if nc == 1:
-        return _ink_gray(arr)
-    if nc == 4:
-        alpha = arr[..., 3]
-        border = _border(alpha)
-        if 2 * np.count_nonzero(border) < border.size:
-            # The browser case: most of the border is fully transparent.
-            return Image.fromarray(np.ascontiguousarray(alpha))
-        if alpha.min() < 255:
-            return None  # semi-transparent background: Pillow path's float logic
-    return _ink_colour(arr, nc)
+    if ctype == 0:
+        return _ink_gray(arr[..., 0])
+    if ctype == 2:
+        return _ink_colour(arr, 3)
+    alpha = arr[..., -1]
+    border = _border(alpha)
+    if 2 * np.count_nonzero(border) < border.size:
+        # The browser case: most of the border is fully transparent.
+        return _alpha(arr)
+    if alpha.min() < 255:
+        return None  # semi-transparent background: Pillow path's float logic
+    if ctype == 4:
+        # Grey+alpha, opaque: Pillow converts to RGBA (R = G = B = grey), whose
+        # Chebyshev distance from the border's median colour is |grey - median|.
+        return _ink_gray(arr[..., 0])
+    return _ink_colour(arr, 4)

@@ -258,7 +258,7 @@ def ink_u8_fast(data: bytes, max_pixels: int) -> Image.Image | None:
 
     Never raises for any input: ``None`` means "use the Pillow path".
     """
-    if pyspng is None or zlib_ng is None or type(data) is not bytes:
+    if zlib_ng is None or (_compiled is None and pyspng is None) or type(data) is not bytes:
         return None
     try:
         hdr = _scan(data, max_pixels)

@@ -87,6 +87,10 @@ def rows(r: dict[str, Any]) -> list[Row]:
         out.append(Row("cpu_decode", "4. CPU per image: Pillow decode alone", cpu["pillow_decode_ms"], "ms"))
         out.append(Row("cpu_ratio", "4. pipeline / Pillow decode", cpu["ratio"], "x", "<= 1.2",
                        _check(cpu["ratio"], "<=", 1.2)))
+        if cpu.get("model_images_per_s"):
+            out.append(Row("model_speed", "4. model: features + predict_proba from 28x28 arrays, one core",
+                           cpu["model_images_per_s"], "img/s", ">= 10000",
+                           _check(cpu["model_images_per_s"], ">=", 10000)))
     for key, label, t50, t99 in (("predict_idle", "idle", 15, 40), ("predict_loaded", "under bulk load", 100, 300)):
         p = r.get(key)
         if p and p.get("requests"):
@@ -118,6 +122,9 @@ def rows(r: dict[str, Any]) -> list[Row]:
         out.append(Row("rss_growth", f"7. worker RSS growth over {rss['images']:,} images "
                                       f"(base {rss['rss_baseline_mb']:.0f} MB)", g, "%", "<= 10%",
                        MET if g <= 10 else NOT_MET))
+        if rss.get("largest_process_mb"):
+            out.append(Row("rss_process", "7. largest worker process RSS, model loaded",
+                           rss["largest_process_mb"], "MB", "<= 300", _check(rss["largest_process_mb"], "<=", 300)))
     q = r.get("redis_queued")
     if q:
         out.append(Row("redis_per_image", f"7. Redis per queued image (PNG {q['png_mean_bytes']:.0f} B)",

@@ -33,7 +33,7 @@ def bench_run(emnist_dir, tmp_path_factory):
 
 EXPECTED_ROWS = {
     "inprocess_1", "inprocess", "e2e", "e2e_ratio", "tutorial", "tutorial_ratio", "e2e_vs_tutorial",
-    "cpu_pipeline", "cpu_decode", "cpu_ratio",
+    "cpu_pipeline", "cpu_decode", "cpu_ratio", "model_speed", "rss_process",
     "predict_idle_p50", "predict_idle_p99",
     "ws_1", "ws_n", "ws_n_ratio", "scaling", "scaling_inprocess", "rss_growth",
     "redis_per_image", "redis_per_image_ratio", "broker_largest", "redis_per_result",
@@ -79,6 +79,7 @@ def test_bench_values_are_sane(bench_run):
         assert procs["images"] == n and procs["images_per_s"] > 0
     cpu = results["per_image_cpu"]
     assert 0 < cpu["pillow_decode_ms"] < cpu["pipeline_ms"]
+    assert cpu["model_images_per_s"] > 1000 / cpu["pipeline_ms"]  # the model is part of the pipeline
     assert results["predict_idle"]["requests"] == results["config"]["predicts"]
     for key in ("1", str(results["config"]["workers"])):
         assert results["worker_side"][key]["images_per_s"] > 0
@@ -90,4 +91,5 @@ def test_bench_values_are_sane(bench_run):
     assert results["redis_results"]["bytes_per_result"] > 0
     rss = results["worker_rss"]
     assert rss["images"] == results["config"]["memory_images"] and rss["rss_baseline_mb"] > 50
+    assert 50 < rss["largest_process_mb"] < rss["rss_end_mb"]
     assert results["tutorial"]["broker_largest_message_bytes"] > q["png_mean_bytes"]

@@ -55,4 +55,4 @@ eval: install
 	$(BIN)/inkq eval --data-dir ../shared/emnist
 
 clean:
-	rm -rf $(VENV) .inkq .pytest_cache
+	rm -rf $(VENV) .inkq .pytest_cache worker/_fastpng.*.so

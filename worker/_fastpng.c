@@ -50,14 +50,14 @@ static inline void unfilter_left(int ft, const uint8_t *restrict in, const uint8
     }
 }
 
-#define UNFILTER_FT(bpp)                                              \
-    do {                                                              \
-        if (ft == 1)                                                  \
-            unfilter_left(1, in, prev, out, w, bpp);                  \
-        else if (ft == 3)                                             \
-            unfilter_left(3, in, prev, out, w, bpp);                  \
-        else                                                          \
-            unfilter_left(4, in, prev, out, w, bpp);                  \
+#define UNFILTER_FT(bpp)                                 \
+    do {                                                 \
+        if (ft == 1)                                     \
+            unfilter_left(1, in, prev, out, w, bpp);     \
+        else if (ft == 3)                                \
+            unfilter_left(3, in, prev, out, w, bpp);     \
+        else                                             \
+            unfilter_left(4, in, prev, out, w, bpp);     \
     } while (0)
 
 static void unfilter_row(int ft, const uint8_t *restrict in, const uint8_t *restrict prev,
@@ -152,7 +152,7 @@ done:
     return res;
 }
 
-#if defined(__x86_64__) && defined(__has_attribute)
+#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute) /* ifunc: ELF only */
 #if __has_attribute(target_clones)
 #define CLONES __attribute__((target_clones("avx2", "default")))
 #endif
@@ -166,13 +166,13 @@ static inline uint8_t max8(uint8_t x, uint8_t y) { return x > y ? x : y; }
 
 /* Byte arithmetic only, and a constant stride, so that the compiler vectorises
  * it; stride 3 needs byte shuffles, which AVX2 has (a clone for older CPUs). */
-#define CHEBYSHEV_LOOP(name, nc)                                                                  \
-    CLONES static void name(                           \
-        const uint8_t *restrict p, uint8_t *restrict out, Py_ssize_t n, uint8_t r0, uint8_t g0, uint8_t b0) \
-    {                                                                                             \
-        for (Py_ssize_t i = 0; i < n; i++)                                                        \
-            out[i] = max8(max8(absdiff(p[nc * i], r0), absdiff(p[nc * i + 1], g0)),              \
-                          absdiff(p[nc * i + 2], b0));                                            \
+#define CHEBYSHEV_LOOP(name, nc)                                                         \
+    CLONES static void name(const uint8_t *restrict p, uint8_t *restrict out, Py_ssize_t n, \
+                            uint8_t r0, uint8_t g0, uint8_t b0)                            \
+    {                                                                                    \
+        for (Py_ssize_t i = 0; i < n; i++)                                               \
+            out[i] = max8(max8(absdiff(p[nc * i], r0), absdiff(p[nc * i + 1], g0)),     \
+                          absdiff(p[nc * i + 2], b0));                                   \
     }
 CHEBYSHEV_LOOP(chebyshev3, 3)
 CHEBYSHEV_LOOP(chebyshev4, 4)
@@ -212,11 +212,11 @@ done:
     return res;
 }
 
-#define CHANNEL_LOOP(name, nc)                                                        \
+#define CHANNEL_LOOP(name, nc)                                                            \
     CLONES static void name(const uint8_t *restrict p, uint8_t *restrict out, Py_ssize_t n) \
-    {                                                                                 \
-        for (Py_ssize_t i = 0; i < n; i++)                                            \
-            out[i] = p[nc * i];                                                       \
+    {                                                                                     \
+        for (Py_ssize_t i = 0; i < n; i++)                                                \
+            out[i] = p[nc * i];                                                           \
     }
 CHANNEL_LOOP(channel_of2, 2)
 CHANNEL_LOOP(channel_of4, 4)

@@ -458,6 +458,8 @@ def worker_rss(stack: Stack, client: Any, urls: list[str], total: int, job_size:
     most two waiting at a time, so the workers never starve and Redis never
     holds the whole run at once.
     """
+    import psutil
+
     job_ids: list[str] = []
     lock = threading.Lock()
     failed: list[BaseException] = []
@@ -509,8 +511,6 @@ def worker_rss(stack: Stack, client: Any, urls: list[str], total: int, job_size:
     base = warm[0][2]
     peak = max(s[2] for s in warm)
     end = samples[-1][2]
-    import psutil
-
     largest = 0
     for proc in stack.worker_processes():  # pool children share pages with their parent:
         try:  # the largest single process is what one worker needs

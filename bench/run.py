@@ -3,7 +3,8 @@
 Order (each step leaves the stack ready for the next; worker restarts are few
 because each costs a model load):
 
-1. without the stack: in-process limit (1 and ``workers`` processes), CPU per image;
+1. without the stack: in-process limit (1 and ``workers`` processes), CPU per image,
+   the model alone from 28x28 arrays;
 2. worker-side throughput with 1 process (job stored first, then the worker starts);
 3. with no worker: a big job stored through the API (Redis memory per queued
    image, broker messages), plus a ``images`` job behind it; ``workers``
@@ -12,7 +13,7 @@ because each costs a model load):
 4. ``/predict`` latency at idle;
 5. end to end, best of ``e2e_repeats``, each right after an in-process run
    (with Redis command counts and CPU by process);
-6. worker RSS over ``memory_images`` images;
+6. worker RSS over ``memory_images`` images, and the largest worker process;
 7. more worker-side (1, ``workers``) pairs, ``scaling_repeats`` in all: best of each;
 8. the tutorial design on the same Redis with its own workers;
 9. ``redis-benchmark``.

@@ -227,6 +227,72 @@ def test_small_thin_one_is_not_blank():
     assert out.shape == (28, 28)
 
 
+# --------------------------------------------------------------------------- stray marks
+
+
+def _ink_png(ink: np.ndarray) -> bytes:
+    arr = np.zeros(ink.shape + (4,), np.uint8)
+    arr[..., 3] = np.round(np.clip(ink, 0, 1) * 255)
+    return png(Image.fromarray(arr, "RGBA"))
+
+
+def _with_dots(ink: np.ndarray, centres, diameter: float) -> np.ndarray:
+    im = Image.fromarray(np.round(ink * 255).astype(np.uint8), "L")
+    d = ImageDraw.Draw(im)
+    r = diameter / 2
+    for cx, cy in centres:
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    return np.asarray(im, np.float32) / 255
+
+
+# The glyph 'F' of INK spans x 68..175, y 43..210 of the 280 px canvas: the dots lie
+# beyond a quarter of its height to its left or right, or on its diagonals.
+@pytest.mark.parametrize("centres", [[(255, 255)], [(8, 268)], [(260, 20)], [(250, 140)],
+                                     [(8, 20), (255, 255), (250, 140)]])
+@pytest.mark.parametrize("diameter", [5, 14])
+def test_stray_marks_away_from_the_glyph_are_left_out(reference, centres, diameter, monkeypatch):
+    """A tap of the pen or a speck far from the glyph does not shrink it."""
+    data = _ink_png(_with_dots(INK, centres, diameter))
+    assert np.abs(preprocess(data) - reference).max() < 0.05
+    # Where every piece joins (no piece is too small), the dot shrinks the glyph.
+    monkeypatch.setattr(P, "STRAY_MASS", 0.0)
+    assert np.abs(preprocess(data) - reference).max() > 0.5
+
+
+def test_glyph_box_keeps_the_dot_of_an_i_and_separate_strokes():
+    def box(*rects: tuple[int, int, int, int], size: int = 70) -> tuple[int, int, int, int]:
+        a = np.zeros((size, size), np.uint8)
+        for x0, y0, x1, y1 in rects:
+            a[y0:y1, x0:x1] = 255
+        return P._glyph_box(a)
+
+    stem, dot = (30, 25, 34, 60), (30, 14, 34, 18)  # an 'i': the dot 0.2 of the stem above it
+    assert box(stem, dot) == (30, 14, 34, 60)
+    high_dot = (31, 2, 35, 6)  # 0.54 of the stem above, a little to the right
+    assert box(stem, high_dot) == (30, 2, 35, 60)
+    # The same dot above a wide glyph is a stray mark; beside the stem too.
+    wide = (10, 40, 60, 60)
+    assert box(wide, (33, 2, 37, 6)) == (10, 40, 60, 60)
+    assert box(stem, (40, 40, 44, 44)) == (30, 25, 34, 60)
+    # A short stroke joins from farther than a dot does (the tail of a 'Q').
+    body = (10, 10, 40, 40)
+    assert box(body, (45, 36, 53, 39)) == (10, 10, 53, 40)
+    assert box(body, (45, 20, 48, 23)) == (10, 10, 40, 40)
+    # Two strokes of a character drawn apart both hold ink enough to stay.
+    assert box((10, 10, 14, 60), (40, 10, 44, 60)) == (10, 10, 44, 60)
+    # Pieces joining through another piece: chained, not only each to the first.
+    assert box((10, 30, 30, 34), (34, 30, 40, 32), (46, 30, 52, 32)) == (10, 30, 52, 34)
+    # One piece: the plain bounding box.
+    assert box((5, 6, 50, 20)) == (5, 6, 50, 20)
+    with pytest.raises(BlankImage):
+        box()
+
+
+def test_stray_marks_only_dots_still_blank():
+    with pytest.raises(BlankImage):
+        preprocess(_ink_png(_with_dots(np.zeros((280, 280), np.float32), [(140, 140)], 12)))
+
+
 def test_to_emnist_rejects_bad_shapes():
     with pytest.raises(BlankImage):
         to_emnist(np.zeros((0, 0), np.float32))

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from worker.emnist import load_split
-from worker.render import CANVAS, MARKER_CANVAS, STYLES, pen_ink, render_canvas, render_marker, render_pen
+from worker.render import (CANVAS, MARKER_CANVAS, STRAY_DISTANCE, STYLES, pen_ink, render_canvas, render_marker,
+                           render_pen, render_stray)
 
 
 
@@ -27,7 +28,7 @@ def _open(data: bytes) -> Image.Image:
 
 
 def test_deterministic(images):
-    for fn in (render_canvas, render_pen, render_marker):
+    for fn in (render_canvas, render_pen, render_marker, render_stray):
         a = fn(images[0], np.random.default_rng(5))
         b = fn(images[0], np.random.default_rng(5))
         c = fn(images[0], np.random.default_rng(6))
@@ -117,3 +118,21 @@ def test_marker_is_grey_ink_on_opaque_white_and_keeps_the_character(images):
     assert (a[..., 0] == a[..., 1]).all() and a.max() == 255 and a.min() == 25 and a[0, 0, 0] == 255
     rng = np.random.default_rng(1)
     assert _median_correlation(images, lambda x: render_marker(x, rng)) > 0.7
+
+
+def test_stray_is_the_pen_drawing_plus_one_dot_away_from_it(images):
+    from scipy import ndimage
+
+    dots = 0
+    for i, x in enumerate(images[:12]):
+        ink = np.asarray(_open(render_stray(x, np.random.default_rng(i))))[..., 3] >= 128
+        labels, n = ndimage.label(ink, structure=np.ones((3, 3)))
+        sizes = np.bincount(labels.ravel())[1:]
+        # The smallest piece, when it is round and far from all other ink, is the dot.
+        dot = labels == 1 + int(sizes.argmin())
+        rest = ink & ~dot
+        ys, xs = np.nonzero(dot)
+        h, w = np.ptp(ys) + 1, np.ptp(xs) + 1
+        if n >= 2 and abs(int(h) - int(w)) <= 2 and ndimage.distance_transform_edt(~rest)[dot].min() >= STRAY_DISTANCE:
+            dots += 1
+    assert dots >= 9, dots

@@ -12,7 +12,9 @@ recall, worst classes) for
   the canvas (:func:`worker.render.render_pen`), then preprocessed;
 - ``marker``: pen drawings with other settings, which training never sees
   (:func:`worker.render.render_marker`: another skeleton, a 360 px opaque
-  white canvas, grey ink, 3-6% pens).
+  white canvas, grey ink, 3-6% pens);
+- ``stray``: pen drawings with a stray dot away from the character, a tap of
+  the pen that preprocessing must leave out (:func:`worker.render.render_stray`).
 
 A rendering that preprocessing refuses (e.g. as blank) counts as wrong.
 ``delta_vs_raw`` is the accuracy lost in points. Optionally writes a
@@ -32,7 +34,7 @@ from inkq.errors import ItemError
 from worker.emnist import load_split
 from worker.model import card_path_for, command_line, load_model, write_card
 from worker.preprocess import PREPROCESS_VERSION, preprocess
-from worker.render import render_canvas, render_marker, render_pen
+from worker.render import render_canvas, render_marker, render_pen, render_stray
 
 #: Seed of the renderings, so every evaluation sees the same canvases.
 EVAL_SEED = 20261127
@@ -132,6 +134,7 @@ def evaluate(
     canvas: bool = True,
     pen: bool = True,
     marker: bool = True,
+    stray: bool = True,
     limit: int | None = None,
     confusion_png: str | Path | None = None,
     progress: Callable[[str], None] | None = print,
@@ -141,7 +144,7 @@ def evaluate(
 
     ``data_dir``/``prefix`` locate ``<prefix>-test-*`` files; ``limit`` evaluates
     a random subset of that many test images (None: all). ``canvas``/``pen``/
-    ``marker`` switch the rendered evaluations on; ``confusion_png`` writes the raw-image
+    ``marker``/``stray`` switch the rendered evaluations on; ``confusion_png`` writes the raw-image
     confusion matrix there. Returns ``{"raw": {...}, "canvas": {...}, "pen":
     {...}, ...}`` with top1/top5/per-class recall and each rendering's
     ``delta_vs_raw`` (points lost).
@@ -164,6 +167,7 @@ def evaluate(
         ("canvas", canvas, render_canvas, seed + 1),
         ("pen", pen, render_pen, seed + 2),
         ("marker", marker, render_marker, seed + 3),
+        ("stray", stray, render_stray, seed + 4),
     ):
         if not on:
             continue
@@ -192,7 +196,7 @@ def update_card_eval(card_path: str | Path, figures: dict) -> dict:
 
 def format_report(fig: dict) -> str:
     """The figures as a text table: top-1/top-5 per kind, then per-class recall."""
-    kinds = [k for k in ("raw", "canvas", "pen", "marker") if k in fig]
+    kinds = [k for k in ("raw", "canvas", "pen", "marker", "stray") if k in fig]
     lines = [f"{'':18s}" + "".join(f"{k:>10s}" for k in kinds)]
     for metric in ("top1", "top5", "min_class_recall"):
         lines.append(f"{metric:18s}" + "".join(f"{fig[k][metric]:>10.4f}" for k in kinds))
@@ -214,6 +218,7 @@ def main(
     canvas: bool = True,
     pen: bool = True,
     marker: bool = True,
+    stray: bool = True,
     echo: Callable[[str], None] = print,
     command: str | None = None,
 ) -> dict:
@@ -222,8 +227,8 @@ def main(
     with ``command`` (default: this process's command line) and the time taken."""
     t0 = time.perf_counter()
     model = load_model(Path(model_path))
-    fig = evaluate(model, data_dir, prefix, canvas=canvas, pen=pen, marker=marker, limit=limit,
-                   confusion_png=confusion_png, progress=echo)
+    fig = evaluate(model, data_dir, prefix, canvas=canvas, pen=pen, marker=marker, stray=stray,
+                   limit=limit, confusion_png=confusion_png, progress=echo)
     fig["command"] = command or command_line()
     fig["time_s"] = round(time.perf_counter() - t0, 1)
     echo(format_report(fig))

@@ -1,6 +1,6 @@
 """Render EMNIST 28x28 images as browser-style canvas PNGs (tests, eval, benchmarks).
 
-Three renderers, all deterministic given the ``numpy.random.Generator``:
+Four renderers, all deterministic given the ``numpy.random.Generator``:
 
 ``render_canvas(img28, rng, style)``
     The scanned glyph, upsampled smoothly and re-thresholded to a thinner or
@@ -18,6 +18,10 @@ Three renderers, all deterministic given the ``numpy.random.Generator``:
     The same tracing with other settings (skeleton, canvas size, pen widths,
     grey ink on opaque white), which training never sees: the check that the
     model learnt pen drawings rather than one set of renderer settings.
+
+``render_stray(img28, rng)``
+    A pen drawing with a stray mark beside it: a tap of the pen somewhere on
+    the canvas away from the character, which preprocessing must leave out.
 """
 
 from __future__ import annotations
@@ -231,3 +235,28 @@ def render_marker(img28: np.ndarray, rng: np.random.Generator) -> bytes:
                  up=3, resample=Image.BILINEAR, level=89)
     grey = np.round(255 - 230 * ink).astype(np.uint8)
     return _png(np.repeat(grey[..., None], 3, axis=2), "RGB")
+
+
+#: Nearest distance (canvas px) of :func:`render_stray`'s mark from the character's ink.
+STRAY_DISTANCE = 40
+
+
+def render_stray(img28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A :func:`render_pen` drawing plus one dot of 0.5-1.5 pen widths, its
+    edge at least :data:`STRAY_DISTANCE` px from the character's ink, anywhere
+    else on the canvas (no dot where the character leaves no such room)."""
+    width_frac = float(rng.uniform(0.025, 0.07))
+    ink = pen_ink(img28, rng, width_frac)
+    r = 0.5 * width_frac * CANVAS * float(rng.uniform(0.5, 1.5))
+    room = ndimage.distance_transform_edt(ink < 0.5)
+    edge = int(np.ceil(r)) + 1
+    room[:edge], room[-edge:], room[:, :edge], room[:, -edge:] = 0, 0, 0, 0
+    ys, xs = np.nonzero(room >= STRAY_DISTANCE + r)
+    if len(ys):
+        i = int(rng.integers(len(ys)))
+        yy, xx = np.mgrid[:CANVAS, :CANVAS]
+        dot = np.clip(r + 0.5 - np.hypot(yy - ys[i], xx - xs[i]), 0.0, 1.0)
+        ink = np.maximum(ink, dot)
+    out = np.zeros((CANVAS, CANVAS, 4), np.uint8)
+    out[..., 3] = np.round(ink * 255)
+    return _png(out, "RGBA")

@@ -588,7 +588,7 @@ def train(
 
         model = load_model(out_path, card_path)
         card["eval"] = evaluate(model, data_dir, prefix, canvas=eval_renderings, pen=eval_renderings,
-                                marker=eval_renderings,
+                                marker=eval_renderings, stray=eval_renderings,
                                 limit=eval_limit, progress=say)
         write_card(card_path, card)
     return card

@@ -22,6 +22,7 @@ _ERRORS = {
     401: "An API key is required and was missing, unknown or revoked (`unauthorized`).",
     404: "No such job: unknown, expired, or created with another key (`job_not_found`).",
     413: "The body, the job or the image exceeds a limit (`payload_too_large`, `image_too_large`).",
+    415: "The body is compressed, or a form or file upload rather than JSON (`unsupported_media_type`).",
     422: "The image could not be classified (`invalid_base64`, `invalid_image`, `blank_image`, ...).",
     429: "Rate limited (`rate_limited`); retry after the `Retry-After` seconds.",
     503: "Redis unavailable or no worker running (`store_unavailable`, `no_workers`).",
@@ -72,7 +73,7 @@ def _paths() -> dict[str, Any]:
                              {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}}),
                 "200": _json("JobDocument", "The job an earlier request with this Idempotency-Key created."),
                 "409": _json("ErrorBody", "A request with this Idempotency-Key is still being created."),
-                **_errors(400, *_GUARDED, 413),
+                **_errors(400, *_GUARDED, 413, 415),
             },
         }},
         "/v1/jobs/{job_id}": {
@@ -109,7 +110,7 @@ def _paths() -> dict[str, Any]:
             "description": "Goes through the same queue and workers as bulk jobs, on its own queue.",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PredictRequest")}}},
             "responses": {"200": _json("Prediction", "The top-5 characters."),
-                          **_errors(400, *_GUARDED, 413, 422, 504)},
+                          **_errors(400, *_GUARDED, 413, 415, 422, 504)},
         }},
         "/healthz": {"get": {
             "operationId": "healthz", "summary": "Liveness", "security": [],

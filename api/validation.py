@@ -7,7 +7,7 @@ from typing import TypeVar
 from flask import request
 from pydantic import BaseModel, ValidationError
 
-from inkq.errors import InvalidJSON, ValidationFailed
+from inkq.errors import InvalidJSON, UnsupportedMediaType, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -20,13 +20,29 @@ def max_image_chars(max_image_bytes: int) -> int:
     return max_image_bytes * 4 // 3 + _PREFIX_SLACK
 
 
+#: Content types that say the body is something other than JSON. Any other
+#: type (none, text/plain as fetch() sends strings, or curl -d's form type)
+#: is parsed as JSON all the same.
+_NOT_JSON = ("multipart/", "image/", "application/octet-stream")
+
+
 def read_body(model: type[M]) -> M:
-    """The request body validated against ``model``: 400 ``invalid_json`` or ``validation_failed``."""
+    """The request body validated against ``model``: 400 ``invalid_json`` or
+    ``validation_failed``; 415 ``unsupported_media_type`` for a compressed body,
+    and for a form or file upload that is not JSON."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; send the JSON body uncompressed.")
     try:
         return model.model_validate_json(request.get_data(cache=False))
     except ValidationError as exc:
         problems = exc.errors(include_url=False, include_input=False)
         if any(p["type"] == "json_invalid" for p in problems):
+            if request.mimetype.startswith(_NOT_JSON):
+                raise UnsupportedMediaType(
+                    f"The body must be JSON (application/json), not {request.mimetype}; images travel "
+                    "inside it as base64 strings or data URLs.") from None
             raise InvalidJSON("The request body is not valid JSON.") from None
         described = "; ".join(
             f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems[:3])

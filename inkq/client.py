@@ -77,6 +77,7 @@ _CODE_BY_STATUS = {
     404: "not_found",
     409: "conflict",
     413: "payload_too_large",
+    415: "unsupported_media_type",
     422: "invalid_image",
     429: "rate_limited",
     502: "service_unavailable",

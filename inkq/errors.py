@@ -13,6 +13,7 @@ client can raise the same types back from a response::
     │   └── JobNotFound               404 job_not_found
     ├── Conflict                      409 conflict
     ├── PayloadTooLarge               413 payload_too_large
+    ├── UnsupportedMediaType          415 unsupported_media_type
     ├── RateLimited                   429 rate_limited
     ├── ServiceUnavailable            503 service_unavailable
     │   ├── StoreUnavailable          503 store_unavailable
@@ -105,6 +106,13 @@ class PayloadTooLarge(InkqError):
 
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(InkqError):
+    """The body is not JSON in a way a client can fix: a compressed body, a form or a file upload."""
+
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class RateLimited(InkqError):

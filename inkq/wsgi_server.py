@@ -6,8 +6,11 @@ Threads (gthread) rather than many processes: a request mostly waits on Redis
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from .settings import Settings
@@ -28,12 +31,26 @@ class _Server(BaseApplication):
         return create_app()
 
 
+def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own answers to requests it cannot parse (a request line over
+    its limit, broken headers), which never reach the app, in the API's JSON
+    error shape instead of an HTML page. Same signature as ``gunicorn.util.write_error``."""
+    code = "internal_error" if status_int == 500 else re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")
+    message = (mesg or reason)[:300]
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     import logging
 
     from .jobstore import check_redis_config, connect
 
     check_redis_config(connect(settings.broker_url, timeout_s=2), logging.getLogger("inkq.api"))
+    # The workers call gunicorn.util.write_error by module attribute.
+    gunicorn_util.write_error = write_json_error
     _Server({
         "bind": f"{host}:{port}",
         "workers": settings.api_processes,

@@ -48,6 +48,31 @@ def test_oversized_and_empty_images_are_item_errors(client):
     assert [it["error"]["code"] for it in items] == ["invalid_image", "image_too_large"]
 
 
+@pytest.mark.parametrize("url, key", [("/v1/jobs", "images"), ("/predict", "image")])
+def test_bodies_that_are_not_json_are_415_with_a_hint(client, url, key):
+    import gzip
+    import json
+
+    body = json.dumps({key: ["AAAA"] if key == "images" else "AAAA"}).encode()
+    resp = client.post(url, data=gzip.compress(body), content_type="application/json",
+                       headers={"Content-Encoding": "gzip"})
+    assert resp.status_code == 415
+    assert resp.get_json()["error"]["code"] == "unsupported_media_type"
+    assert "uncompressed" in resp.get_json()["error"]["message"]
+    for content_type, data in (("image/png", b"\x89PNG\r\n\x1a\n"),
+                               ("multipart/form-data; boundary=x", b"--x\r\n\r\n--x--\r\n"),
+                               ("application/octet-stream", b"\x00\x01")):
+        resp = client.post(url, data=data, content_type=content_type)
+        assert resp.status_code == 415, content_type
+        assert "must be JSON" in resp.get_json()["error"]["message"]
+    # A JSON body is read whatever it is labelled (fetch() sends strings as
+    # text/plain, curl -d as a form); a broken one is then plain invalid JSON.
+    resp = client.post("/v1/jobs", data=b'{"images": ["AAAA"]}', content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 202
+    resp = client.post(url, data=b"{nope", content_type="text/plain")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_json"
+
+
 def test_wrong_method_is_json_405(client):
     resp = client.put("/v1/jobs")
     assert resp.status_code == 405

@@ -122,6 +122,31 @@ def test_malformed_job_bodies_are_400(live_service, body, code):
     assert resp.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize("raw, status, code", [
+    (b"GET /v1/jobs/" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+    (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon\r\n\r\n", 400, "bad_request"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431,
+     "request_header_fields_too_large"),
+])
+def test_requests_the_server_cannot_parse_get_json_errors(live_service, raw, status, code):
+    """gunicorn answers these before the app sees them; the answer is JSON all the same."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(live_service.url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode()
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"]["code"] == code
+
+
 def test_unknown_job_is_404(live_service):
     with live_service.client() as client:
         for url in ("/v1/jobs/nope", "/v1/jobs/nope/results"):

@@ -64,6 +64,17 @@ def rows(r: dict[str, Any]) -> list[Row]:
         if parts:
             out.append(Row("e2e_cpu", "2. CPU per image during end-to-end, all processes", sum(parts.values()),
                            "ms", note=", ".join(f"{k} {v:.2f}" for k, v in parts.items())))
+        ip_cpu = r.get("inprocess", {}).get(str(w), {}).get("cpu_s_per_image")
+        if parts and ip_cpu and r.get("machine", {}).get("cores") == w:
+            # Every process shares the same cores, so at full use the ratio can
+            # be at most the in-process CPU per image over the end-to-end CPU.
+            p, total = ip_cpu * 1e3, sum(parts.values())
+            outside = total - parts.get("worker_pool", 0.0)
+            out.append(Row("e2e_ceiling_outside", "2. ceiling from the work outside the pool: "
+                                                  "in-process CPU / (that + outside)", p / (p + outside), "x",
+                           note=f"in-process {p:.2f} ms, outside the pool {outside:.2f} ms an image"))
+            out.append(Row("e2e_ceiling_cpu", "2. ceiling at the CPU measured: in-process CPU / all CPU",
+                           p / total, "x", note="below it: cores idle during the upload and the last chunk"))
         pairs = e2e.get("pairs") or []
         if len(pairs) > 1:
             med = sorted(p["ratio"] for p in pairs)[len(pairs) // 2]

@@ -342,6 +342,49 @@ def end_to_end(stack: Stack, client: Any, urls: list[str], labels: list[str] | N
     }
 
 
+def own_core(stack: Stack, client: Any, urls: list[str], chunk: int, repeats: int = 2) -> dict[str, Any]:
+    """End to end with one worker process on a core of its own (core 0) and
+    everything else (Redis, the API, the worker's consumer, the client) on the
+    other cores, against ``worker.classify`` in one process on core 0: what the
+    queue costs the worker's core when the rest of the service runs elsewhere,
+    as it does across hosts. Best of ``repeats`` pairs; needs CPU affinity."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        return {"skipped": "needs CPU affinity and at least 2 cores"}
+    import psutil
+
+    worker_core, rest = cores[:1], cores[1:]
+    stack.stop_workers()
+    stack.start_workers(1)
+    me = psutil.Process()
+    pairs = []
+    try:
+        for p in stack.pool_processes():
+            p.cpu_affinity(worker_core)
+        for p in stack.service_processes():
+            p.cpu_affinity(rest)
+        for _ in range(repeats):
+            me.cpu_affinity(worker_core)  # the in-process child inherits it
+            lim = inprocess_limit(urls, 1, chunk)
+            me.cpu_affinity(rest)
+            e2e = end_to_end(stack, client, urls)
+            pool = e2e["cpu_ms_per_image_by_part"].get("worker_pool")
+            pairs.append({"inprocess_images_per_s": lim["images_per_s"], "e2e_images_per_s": e2e["images_per_s"],
+                          "ratio": e2e["images_per_s"] / lim["images_per_s"],
+                          "inprocess_cpu_ms_per_image": lim["cpu_s_per_image"] * 1e3,
+                          "pool_cpu_ms_per_image": pool, "upload_s": e2e["upload_s"],
+                          "worker_s": e2e["worker_s"], "seconds": e2e["seconds"]})
+    finally:
+        me.cpu_affinity(cores)
+        for p in [*stack.service_processes(), *stack.pool_processes()]:
+            try:
+                p.cpu_affinity(cores)
+            except psutil.NoSuchProcess:
+                pass
+    return {"worker_core": worker_core, "other_cores": rest, "pairs": pairs,
+            "best": max(pairs, key=lambda x: x["ratio"])}
+
+
 def _redis_cpu(stack: Stack) -> float:
     """CPU seconds redis-server has used (user + system, main thread and children)."""
     c = stack.redis.info("cpu")

@@ -80,6 +80,13 @@ def rows(r: dict[str, Any]) -> list[Row]:
             med = sorted(p["ratio"] for p in pairs)[len(pairs) // 2]
             out.append(Row("e2e_ratio_paired", "2. end-to-end / in-process, median of adjacent pairs",
                            med, "x", note=", ".join(f"{p['ratio']:.2f}" for p in pairs)))
+        own = (r.get("own_core") or {}).get("best")
+        if own:
+            out.append(Row("own_core_ratio", "2. with the worker on a core of its own, the rest on the other: "
+                                             "end-to-end / in-process on that core", own["ratio"], "x",
+                           note=f"{own['e2e_images_per_s']:,.0f} / {own['inprocess_images_per_s']:,.0f} img/s; "
+                                f"pool {own['pool_cpu_ms_per_image']:.2f} ms an image, in-process "
+                                f"{own['inprocess_cpu_ms_per_image']:.2f}"))
         rt = ratio(best["images_per_s"])
         out.append(Row("e2e_ratio", "2. end-to-end / in-process limit", rt, "x", ">= 0.85",
                        _check(rt, ">=", 0.85)))

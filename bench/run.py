@@ -188,6 +188,11 @@ def _run(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             r["inprocess"] = {k: {**max(v, key=lambda x: x["images_per_s"]), "runs": len(v)}
                               for k, v in limit_runs.items()}
 
+            with phase("own_core", "2. end to end with the worker on a core of its own"):
+                r["own_core"] = measure.own_core(stack, client, im.urls, chunk)
+            stack.stop_workers()
+            stack.start_workers(w)
+
             with phase("worker_rss", f"7. worker RSS over {cfg.memory_images} images"):
                 r["worker_rss"] = measure.worker_rss(stack, client, im.urls, cfg.memory_images,
                                                      job_size=min(cfg.big_job, settings.max_images_per_job))

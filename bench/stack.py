@@ -163,6 +163,25 @@ class Stack:
             self.redis.zrem(keys.workers(), f"{host}:{p.pid}")
         self.workers = []
 
+    def service_processes(self) -> Iterator[psutil.Process]:
+        """Every process of the stack but the workers' pool children: Redis, the
+        API and its workers, the worker main processes, the predictor, the notifier."""
+        pids = [self.redis.info("server")["process_id"]] if self.redis is not None else []
+        for p in [self.api, *self.others]:
+            if p is not None:
+                pids.append(p.pid)
+                pids += [c.pid for c in psutil.Process(p.pid).children(recursive=True)]
+        pids += [p.pid for p in self.workers]
+        for pid in pids:
+            try:
+                yield psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                continue
+
+    def pool_processes(self) -> list[psutil.Process]:
+        """The workers' pool children, which do the classifying."""
+        return [c for p in self.workers for c in psutil.Process(p.pid).children(recursive=True)]
+
     def worker_processes(self) -> Iterator[psutil.Process]:
         """Every running worker main process and its pool children."""
         for p in self.workers:

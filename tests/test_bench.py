@@ -49,6 +49,9 @@ def test_bench_writes_every_row(bench_run):
     if results["config"]["workers"] == 1:  # a one-core machine has no scaling rows
         keys |= {"inprocess_1", "ws_1", "ws_n", "ws_n_ratio", "scaling", "scaling_inprocess"}
     assert EXPECTED_ROWS <= keys, EXPECTED_ROWS - keys
+    if data["machine"]["cores"] == results["config"]["workers"]:
+        assert {"e2e_ceiling_outside", "e2e_ceiling_cpu"} <= keys
+    assert ("own_core_ratio" in keys) == ("skipped" not in results["own_core"])
     # The loaded /predict rows exist when some requests ran while the bulk job did.
     assert ("predict_loaded_p50" in keys) == bool(results["predict_loaded"].get("requests"))
     # redis-benchmark: measured, or skipped with the reason.
@@ -93,3 +96,8 @@ def test_bench_values_are_sane(bench_run):
     assert rss["images"] == results["config"]["memory_images"] and rss["rss_baseline_mb"] > 50
     assert 50 < rss["largest_process_mb"] < rss["rss_end_mb"]
     assert results["tutorial"]["broker_largest_message_bytes"] > q["png_mean_bytes"]
+    own = results["own_core"]
+    if "skipped" not in own:
+        assert len(own["worker_core"]) == 1 and own["other_cores"]
+        for pair in own["pairs"]:
+            assert pair["ratio"] > 0 and pair["pool_cpu_ms_per_image"] > 0 and pair["inprocess_cpu_ms_per_image"] > 0

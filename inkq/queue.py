@@ -23,6 +23,9 @@ PREDICT_QUEUE = "inkq.predict"
 #: Webhooks go to the notifier (a thread-pool worker), so a slow receiver never
 #: holds a process that classifies images.
 WEBHOOK_QUEUE = "inkq.webhooks"
+#: Seconds the broker's lock on a sweep for chunks of dead workers lives if its
+#: holder dies (see ``broker_transport_options`` below).
+UNACKED_MUTEX_EXPIRE_S = 5
 
 
 def make_celery(settings: Settings, *, include: list[str] | None = None,
@@ -51,6 +54,12 @@ def make_celery(settings: Settings, *, include: list[str] | None = None,
             # this much after its visibility timeout.
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
             "unacked_restore_throttle": 1,
+            # Each sweep holds a lock in Redis that expires after this; kombu's
+            # default is 300 s, so a worker killed in the middle of a sweep
+            # would hold up every redelivery for five minutes. A sweep takes
+            # milliseconds, and should two overlap, a chunk delivered twice is
+            # still counted once.
+            "unacked_mutex_expire": UNACKED_MUTEX_EXPIRE_S,
             "socket_timeout": publish_timeout_s,
             "socket_connect_timeout": min(2.0, publish_timeout_s),
             "retry_on_timeout": True,

@@ -110,6 +110,31 @@ def test_killed_worker_loses_nothing(stack, big_job):
     assert_exactly_once(stack, job_id, len(big_job))
 
 
+def test_a_sweep_lock_left_by_a_dead_worker_holds_nothing_up(stack, big_job):
+    """Workers sweep for chunks of dead workers under a lock in Redis. A worker
+    killed while it holds that lock leaves it to expire: after seconds, not
+    after kombu's default of 300."""
+    from inkq.queue import UNACKED_MUTEX_EXPIRE_S, make_celery
+    from inkq.settings import Settings
+
+    app = make_celery(Settings.from_env({}, redis_url=stack.redis_url, visibility_timeout_s=VISIBILITY_S))
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        key, expire = channel.unacked_mutex_key, channel.unacked_mutex_expire
+    assert expire == UNACKED_MUTEX_EXPIRE_S
+    job_id = submit(stack.url, big_job)
+    wait_progress(stack.url, job_id)
+    # The lock as a worker killed mid-sweep leaves it: taken the way kombu
+    # takes it, never released.
+    assert stack.redis.lock(key, timeout=expire).acquire(blocking=False)
+    os.killpg(stack.procs["worker0"].pid, signal.SIGKILL)
+    stack.procs["worker0"].wait(10)
+    assert job(stack.url, job_id)["done"] < len(big_job), "the job finished before the kill"
+    stack.procs["worker1"] = start_process("worker1", ["worker"], stack.env, stack.log_dir)
+    wait_finished(stack.url, job_id, timeout_s=VISIBILITY_S + expire + 40)
+    assert_exactly_once(stack, job_id, len(big_job))
+
+
 def test_redis_restart_loses_nothing(stack, big_job):
     job_id = submit(stack.url, big_job)
     wait_progress(stack.url, job_id)

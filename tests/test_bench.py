@@ -101,3 +101,20 @@ def test_bench_values_are_sane(bench_run):
         assert len(own["worker_core"]) == 1 and own["other_cores"]
         for pair in own["pairs"]:
             assert pair["ratio"] > 0 and pair["pool_cpu_ms_per_image"] > 0 and pair["inprocess_cpu_ms_per_image"] > 0
+
+
+def test_robustness_table(emnist_dir):
+    """`python -m bench.robustness` on a few images: every page, both ways, sane values."""
+    s = Settings.from_env()
+    require(s.model_path.exists(), f"no model artifact at {s.model_path} (train one: make train)")
+    from bench import robustness
+
+    r = robustness.run(images=6, seed=1)
+    assert r["images"] == 6 and "clean" in r["rows"] and len(r["rows"]) == 8
+    for v in r["rows"].values():
+        assert 0 <= v["with_rules"] <= 1 and 0 <= v["without_rules"] <= 1
+    # The rules are switched back on afterwards.
+    from worker import preprocess as P
+
+    assert P.STRAY_MASS > 0 and P._SHADE_U8 < 256
+    assert "| clean |" in robustness.markdown(r)

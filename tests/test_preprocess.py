@@ -293,6 +293,53 @@ def test_stray_marks_only_dots_still_blank():
         preprocess(_ink_png(_with_dots(np.zeros((280, 280), np.float32), [(140, 140)], 12)))
 
 
+# --------------------------------------------------------------------------- uneven light
+
+
+def _shaded_pages() -> dict[str, bytes]:
+    """The 'F' in dark ink on paper photographed under uneven light."""
+    yy, xx = np.mgrid[:280, :280].astype(np.float32)
+    paper = {
+        "gradient": 250 - 120 * xx / 279,
+        "vignette": 245 - 70 * (np.hypot(yy - 140, xx - 140) / 198) ** 2,
+        "shadow corner": 240 - 80 * np.clip(1 - np.hypot(yy, xx) / 250, 0, 1),
+    }
+    out = {}
+    for name, p in paper.items():
+        page = p * (1 - INK) + 25 * INK
+        grey = np.clip(np.round(page), 0, 255).astype(np.uint8)
+        out[f"{name} L"] = png(Image.fromarray(grey, "L"))
+        tint = np.dstack([grey, np.clip(grey * 0.97, 0, 255), np.clip(grey * 0.9, 0, 255)]).astype(np.uint8)
+        out[f"{name} RGB JPEG"] = png(Image.fromarray(tint, "RGB"), "JPEG", quality=85)
+    return out
+
+
+SHADED = _shaded_pages()
+
+
+@pytest.mark.parametrize("name", sorted(SHADED))
+def test_uneven_light_is_taken_away(reference, name, monkeypatch):
+    """The glyph comes out as on an even page; without the correction the
+    page's shade reads as ink and the glyph is lost in it."""
+    corr = np.corrcoef(preprocess(SHADED[name]).ravel(), reference.ravel())[0, 1]
+    assert corr > 0.9, corr
+    monkeypatch.setattr(P, "_SHADE_U8", 256)
+    try:
+        uncorrected = np.corrcoef(preprocess(SHADED[name]).ravel(), reference.ravel())[0, 1]
+    except BlankImage:
+        uncorrected = 0.0
+    assert uncorrected < corr - 0.1, (uncorrected, corr)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_even_pages_are_left_alone(name, monkeypatch):
+    def shade_removed(_ink):
+        raise AssertionError("an even page was treated as shaded")
+
+    monkeypatch.setattr(P, "_without_shade", shade_removed)
+    preprocess(VARIANTS[name])
+
+
 def test_to_emnist_rejects_bad_shapes():
     with pytest.raises(BlankImage):
         to_emnist(np.zeros((0, 0), np.float32))

@@ -25,7 +25,9 @@ Two steps, both pure functions:
 
     A stray mark apart from the glyph (a tap of the pen, a speck in a scan)
     would otherwise shrink the glyph into a corner of its crop, so small pieces
-    of ink far from the rest are left out of the crop (see STRAY_MASS).
+    of ink far from the rest are left out of the crop (see STRAY_MASS); and a
+    page photographed under uneven light has its shade taken away first (see
+    SHADE_LEVEL).
 
     Pen drawings on a canvas come in any stroke width relative to the glyph
     (a 7%-of-canvas pen on a small glyph is 25% of its size; a thin pen on a big
@@ -60,7 +62,7 @@ ACCEPTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP
 MAX_PIXELS = 4_000_000
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "4"
+PREPROCESS_VERSION = "5"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -294,6 +296,33 @@ STRAY_DOT_REACH = 0.1
 STRAY_DOT_LINE = 0.8
 
 
+#: Uneven light. The ink map measures each pixel against the border's colour,
+#: so paper photographed or scanned under uneven light (a shadow, a vignette,
+#: a gradient) leaves a faint shade over part of the page. When at least
+#: SHADE_AREA of the page reads as faint ink (from SHADE_LEVEL to SHADE_FAINT
+#: of the strongest ink: pen strokes are stronger, and only their edges are
+#: that faint), the page's own shade is estimated (a median over a fifth of
+#: the page, which passes over pen strokes) and taken away.
+SHADE_LEVEL, SHADE_FAINT, SHADE_AREA = 0.04, 0.35, 0.25
+_SHADE_U8 = int(math.ceil(SHADE_LEVEL * 255))
+
+
+def _shaded(small: np.ndarray) -> bool:
+    """Whether a reduced ink map carries a shade over SHADE_AREA of the page."""
+    faint = max(_SHADE_U8 + 1, int(SHADE_FAINT * int(small.max())))
+    band = (small >= _SHADE_U8) & (small < faint)
+    return int(np.count_nonzero(band)) >= SHADE_AREA * small.size
+
+
+def _without_shade(ink: Image.Image) -> Image.Image:
+    """The ink map less its slowly varying shade (reduced to about 32 px, a 7x7
+    median, enlarged back smoothly), clipped at 0."""
+    k = max(1, min(ink.size) // 32)
+    small = ink.reduce(k) if k > 1 else ink
+    shade = small.filter(ImageFilter.MedianFilter(7)).resize(ink.size, Image.BILINEAR)
+    return ImageChops.subtract(ink, shade)
+
+
 def _glyph_box(small: np.ndarray) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` of the ink in a reduced ink map, stray marks left out.
 
@@ -344,6 +373,9 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     # 1. A cheap look at the whole canvas: where is the ink, how much is there?
     k = _REDUCE if min(W, H) >= 8 * _REDUCE else 1
     small = np.asarray(ink.reduce(k) if k > 1 else ink)
+    if _shaded(small):
+        ink = _without_shade(ink)
+        small = np.asarray(ink.reduce(k) if k > 1 else ink)
     x0, y0, x1, y1 = _glyph_box(small)
     m = _CROP_MARGIN
     x0, y0 = max(0, x0 * k - m), max(0, y0 * k - m)

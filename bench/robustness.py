@@ -1,0 +1,156 @@
+"""Pen drawings under the accidents of real pages, with and without the rules for them.
+
+    python -m bench.robustness [--images 1000] [--seed 7]
+
+Each test image is re-drawn with the round pen of :func:`worker.render.pen_ink`
+as dark ink on an opaque page, then spoiled one way at a time: a stray dot (a
+tap of the pen, 5 or 11 px, at least 40 px from the character), sensor noise,
+JPEG compression, and uneven light (a 60-level gradient, a vignette darkening
+the corners by 70, a photo: gradient, noise and JPEG together). Every version
+is classified through the full preprocessing twice: as it is, and with the
+stray-mark and uneven-light rules of :mod:`worker.preprocess` switched off, so
+the table shows what each rule is worth. Prints a table and writes
+``bench/results/robustness.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+HERE = Path(__file__).resolve().parent
+CANVAS = 280
+
+
+def _png(gray: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(gray, "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg(gray: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(gray, "L").convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _with_dot(page: np.ndarray, ink: np.ndarray, radius: int, rng: np.random.Generator) -> np.ndarray:
+    ys, xs = np.nonzero(ink > 0.5)
+    for _ in range(100):
+        cx, cy = (int(v) for v in rng.integers(8, CANVAS - 8, 2))
+        if np.hypot(xs - cx, ys - cy).min() > 40 + radius:
+            break
+    im = Image.fromarray(page, "L")
+    ImageDraw.Draw(im).ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=0)
+    return np.asarray(im)
+
+
+_X = np.arange(CANVAS, dtype=np.float32)[None, :]
+_R = np.hypot(*np.mgrid[:CANVAS, :CANVAS].astype(np.float32) - CANVAS / 2) / (CANVAS / np.sqrt(2))
+
+
+def versions(ink: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
+    """One pen drawing (ink map, 1 = ink) as every page of the table."""
+    page = np.round(255 * (1 - ink)).astype(np.uint8)
+    f = page.astype(np.float32)
+    noisy = f + rng.normal(0, 10, f.shape)
+    return {
+        "clean": _png(page),
+        "stray dot, 5 px": _png(_with_dot(page, ink, 2, rng)),
+        "stray dot, 11 px": _png(_with_dot(page, ink, 5, rng)),
+        "noise (sd 10)": _png(np.clip(noisy, 0, 255).astype(np.uint8)),
+        "JPEG quality 60": _jpeg(page, 60),
+        "gradient, 60 levels": _png(np.clip(f * (1 - 60 * _X / (CANVAS - 1) / 255), 0, 255).astype(np.uint8)),
+        "vignette, corners -70": _png(np.clip(f - 70 * _R**2, 0, 255).astype(np.uint8)),
+        "photo: gradient, noise, JPEG": _jpeg(np.clip(
+            f * 0.8 + 30 - 42 * _X / (CANVAS - 1) + rng.normal(0, 4, f.shape), 0, 255).astype(np.uint8), 70),
+    }
+
+
+def _rules_off() -> Callable[[], None]:
+    """Switch the stray-mark and uneven-light rules off; returns the undo."""
+    from worker import preprocess as P
+
+    saved = P.STRAY_MASS, P._SHADE_U8
+    P.STRAY_MASS, P._SHADE_U8 = 0.0, 256  # every piece joins; no page reads as shaded
+
+    def undo() -> None:
+        P.STRAY_MASS, P._SHADE_U8 = saved
+
+    return undo
+
+
+def run(images: int, seed: int) -> dict:
+    from inkq.errors import ItemError
+    from inkq.settings import Settings
+    from worker.emnist import load_split
+    from worker.model import load_model
+    from worker.preprocess import preprocess
+    from worker.render import pen_ink
+
+    from .data import DEFAULT_EMNIST_DIR
+
+    t0 = time.time()
+    s = Settings.from_env()
+    model = load_model(s.model_path, s.card_path)
+    X, y = load_split(DEFAULT_EMNIST_DIR, "test")
+    idx = np.random.default_rng(seed).choice(len(X), min(images, len(X)), replace=False)
+    pages: dict[str, list[bytes]] = {}
+    for i in idx:
+        rng = np.random.default_rng([seed, int(i)])
+        ink = pen_ink(X[i], rng, float(rng.uniform(0.025, 0.07)))
+        for name, data in versions(ink, rng).items():
+            pages.setdefault(name, []).append(data)
+
+    def accuracy(datas: list[bytes]) -> float:
+        right = 0
+        for data, label in zip(datas, y[idx]):
+            try:
+                right += int(model.predict_proba(preprocess(data)[None])[0].argmax() == label)
+            except ItemError:
+                pass  # refused: counts as wrong
+        return right / len(datas)
+
+    rows = {name: {"with_rules": accuracy(datas)} for name, datas in pages.items()}
+    undo = _rules_off()
+    try:
+        for name, datas in pages.items():
+            rows[name]["without_rules"] = accuracy(datas)
+    finally:
+        undo()
+    return {"images": len(idx), "seed": seed, "model_version": model.version, "rows": rows,
+            "seconds": time.time() - t0}
+
+
+def markdown(r: dict) -> str:
+    lines = [f"Pen drawings of {r['images']} test images as dark ink on opaque pages (seed {r['seed']}, "
+             f"model {r['model_version']}, {r['seconds']:.0f} s).", "",
+             "| page | accuracy | without the stray-mark and uneven-light rules |", "| --- | ---: | ---: |"]
+    for name, v in r["rows"].items():
+        lines.append(f"| {name} | {100 * v['with_rules']:.1f}% | {100 * v['without_rules']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.robustness", description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    a = p.parse_args(argv)
+    r = run(a.images, a.seed)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "robustness.json").write_text(json.dumps(r, indent=2) + "\n")
+    md = markdown(r)
+    (a.out / "robustness.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

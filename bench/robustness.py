@@ -5,11 +5,12 @@
 Each test image is re-drawn with the round pen of :func:`worker.render.pen_ink`
 as dark ink on an opaque page, then spoiled one way at a time: a stray dot (a
 tap of the pen, 5 or 11 px, at least 40 px from the character), sensor noise,
-JPEG compression, and uneven light (a 60-level gradient, a vignette darkening
-the corners by 70, a photo: gradient, noise and JPEG together). Every version
-is classified through the full preprocessing twice: as it is, and with the
-stray-mark and uneven-light rules of :mod:`worker.preprocess` switched off, so
-the table shows what each rule is worth. Prints a table and writes
+JPEG compression, faint ink (light grey, 12% contrast), and uneven light (a
+60-level gradient, a vignette darkening the corners by 70, a photo: gradient,
+noise and JPEG together). Every version is classified through the full
+preprocessing twice: as it is, and with the stray-mark, faint-ink and
+uneven-light rules of :mod:`worker.preprocess` switched off, so the table shows
+what each rule is worth. Prints a table and writes
 ``bench/results/robustness.{json,md}``.
 """
 
@@ -67,6 +68,7 @@ def versions(ink: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
         "stray dot, 11 px": _png(_with_dot(page, ink, 5, rng)),
         "noise (sd 10)": _png(np.clip(noisy, 0, 255).astype(np.uint8)),
         "JPEG quality 60": _jpeg(page, 60),
+        "faint ink, 12% contrast": _png(np.round(255 - 0.12 * 255 * ink).astype(np.uint8)),
         "gradient, 60 levels": _png(np.clip(f * (1 - 60 * _X / (CANVAS - 1) / 255), 0, 255).astype(np.uint8)),
         "vignette, corners -70": _png(np.clip(f - 70 * _R**2, 0, 255).astype(np.uint8)),
         "photo: gradient, noise, JPEG": _jpeg(np.clip(
@@ -75,14 +77,15 @@ def versions(ink: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
 
 
 def _rules_off() -> Callable[[], None]:
-    """Switch the stray-mark and uneven-light rules off; returns the undo."""
+    """Switch the stray-mark, faint-ink and uneven-light rules off; returns the undo."""
     from worker import preprocess as P
 
-    saved = P.STRAY_MASS, P._SHADE_U8
-    P.STRAY_MASS, P._SHADE_U8 = 0.0, 256  # every piece joins; no page reads as shaded
+    saved = P.STRAY_MASS, P._FAINT_FLOOR_U8, P._SHADE_U8
+    # Every piece joins; faint ink is not ink; no page reads as shaded.
+    P.STRAY_MASS, P._FAINT_FLOOR_U8, P._SHADE_U8 = 0.0, P._FLOOR_U8, 256
 
     def undo() -> None:
-        P.STRAY_MASS, P._SHADE_U8 = saved
+        P.STRAY_MASS, P._FAINT_FLOOR_U8, P._SHADE_U8 = saved
 
     return undo
 
@@ -132,7 +135,7 @@ def run(images: int, seed: int) -> dict:
 def markdown(r: dict) -> str:
     lines = [f"Pen drawings of {r['images']} test images as dark ink on opaque pages (seed {r['seed']}, "
              f"model {r['model_version']}, {r['seconds']:.0f} s).", "",
-             "| page | accuracy | without the stray-mark and uneven-light rules |", "| --- | ---: | ---: |"]
+             "| page | accuracy | without the stray-mark, faint-ink and uneven-light rules |", "| --- | ---: | ---: |"]
     for name, v in r["rows"].items():
         lines.append(f"| {name} | {100 * v['with_rules']:.1f}% | {100 * v['without_rules']:.1f}% |")
     return "\n".join(lines) + "\n"

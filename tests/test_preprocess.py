@@ -219,6 +219,21 @@ def test_noise_is_blank():
         preprocess(png(Image.fromarray(noisy, "L"), "JPEG", quality=60))
 
 
+@pytest.mark.parametrize("contrast", [0.08, 0.12, 0.18])
+def test_faint_drawings_on_a_spotless_page_are_drawings(reference, contrast):
+    """Light grey on white, or a brush at low opacity, is a drawing, not a blank
+    canvas; on a noisy page the same faint ink cannot be told from the noise."""
+    brush = np.zeros((280, 280, 4), np.uint8)
+    brush[..., 3] = np.round(INK * 255 * contrast)
+    grey = np.round(255 - 255 * contrast * INK).astype(np.uint8)
+    for data in (png(Image.fromarray(brush, "RGBA")), png(Image.fromarray(grey, "L"))):
+        corr = np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1]
+        assert corr > 0.95, corr
+    noisy = np.clip(grey + np.random.default_rng(0).normal(0, 3, grey.shape), 0, 255).astype(np.uint8)
+    with pytest.raises(BlankImage):
+        preprocess(png(Image.fromarray(noisy, "L")))
+
+
 def test_small_thin_one_is_not_blank():
     """A short thin stroke ('1' at 20% of the canvas, pen 2.5%) is a character."""
     im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))

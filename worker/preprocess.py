@@ -62,7 +62,7 @@ ACCEPTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP
 MAX_PIXELS = 4_000_000
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "5"
+PREPROCESS_VERSION = "6"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -77,6 +77,12 @@ TRAIN_STROKE_P10, TRAIN_STROKE_MEDIAN, TRAIN_STROKE_P90 = 2.16, 2.92, 3.98
 #: An ink-map value below this (fraction of full contrast) is not ink when
 #: deciding whether the canvas is blank (JPEG noise, paper texture).
 INK_FLOOR = 0.2
+#: The floor for a drawing fainter than INK_FLOOR all over, on a spotless page
+#: (no pixel along the edge of the reduced ink map differs from the background
+#: by more than 2 levels: a canvas, a drawing program's export): light grey on
+#: white, a brush at low opacity. Under INK_FLOOR such a drawing at 15%
+#: contrast would be refused as blank.
+FAINT_INK_FLOOR = 0.06
 
 #: Blank-canvas rules. A canvas is blank when its ink mass (sum of the ink map)
 #: is below MIN_INK_MASS_FRAC of the canvas area (the thinnest pen, 2.5% of the
@@ -89,6 +95,7 @@ MIN_EXTENT_PER_WIDTH = 2.5
 
 _GAUSS = NormalDist()
 _FLOOR_U8 = int(math.ceil(INK_FLOOR * 255))
+_FAINT_FLOOR_U8 = int(math.ceil(FAINT_INK_FLOOR * 255))
 
 _PIL_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -323,7 +330,16 @@ def _without_shade(ink: Image.Image) -> Image.Image:
     return ImageChops.subtract(ink, shade)
 
 
-def _glyph_box(small: np.ndarray) -> tuple[int, int, int, int]:
+def _floor_u8(small: np.ndarray) -> int:
+    """The contrast floor for a reduced ink map: INK_FLOOR, or FAINT_INK_FLOOR
+    for a drawing all fainter than that on a spotless page."""
+    if int(small.max()) >= _FLOOR_U8:
+        return _FLOOR_U8
+    edge = max(int(small[0].max()), int(small[-1].max()), int(small[:, 0].max()), int(small[:, -1].max()))
+    return _FAINT_FLOOR_U8 if edge <= 2 else _FLOOR_U8
+
+
+def _glyph_box(small: np.ndarray, floor: int = _FLOOR_U8) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` of the ink in a reduced ink map, stray marks left out.
 
     A piece outside the others' box shows as a gap in the row or the column
@@ -332,7 +348,7 @@ def _glyph_box(small: np.ndarray) -> tuple[int, int, int, int]:
     contrast floor) and, starting from the one with the most ink, every piece
     that is big or near (see STRAY_MASS) joins, until none does.
     """
-    on = small >= _FLOOR_U8
+    on = small >= floor
     rows = np.flatnonzero(on.any(axis=1))
     if len(rows) == 0:
         raise BlankImage("the canvas is blank")
@@ -376,7 +392,8 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     if _shaded(small):
         ink = _without_shade(ink)
         small = np.asarray(ink.reduce(k) if k > 1 else ink)
-    x0, y0, x1, y1 = _glyph_box(small)
+    floor = _floor_u8(small)
+    x0, y0, x1, y1 = _glyph_box(small, floor)
     m = _CROP_MARGIN
     x0, y0 = max(0, x0 * k - m), max(0, y0 * k - m)
     x1, y1 = min(W, x1 * k + m), min(H, y1 * k + m)
@@ -389,7 +406,7 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     work = crop.resize((sw, sh), Image.BOX if scale < 1 else Image.BILINEAR)
     a = np.asarray(work, dtype=np.float32)
     peak = a.max()
-    if peak < INK_FLOOR * 255:
+    if peak < floor:
         raise BlankImage("the canvas is blank")
     a *= 1.0 / peak
     area = a.sum()

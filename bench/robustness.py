@@ -5,10 +5,11 @@
 Each test image is re-drawn with the round pen of :func:`worker.render.pen_ink`
 as dark ink on an opaque page, then spoiled one way at a time: a stray dot (a
 tap of the pen, 5 or 11 px, at least 40 px from the character), sensor noise,
-JPEG compression, faint ink (light grey, 12% contrast), and uneven light (a
+JPEG compression, faint ink (light grey, 12% contrast), a marker a tenth of
+the canvas wide (drawn again, thick), and uneven light (a
 60-level gradient, a vignette darkening the corners by 70, a photo: gradient,
 noise and JPEG together). Every version is classified through the full
-preprocessing twice: as it is, and with the stray-mark, faint-ink and
+preprocessing twice: as it is, and with the stray-mark, faint-ink, marker and
 uneven-light rules of :mod:`worker.preprocess` switched off, so the table shows
 what each rule is worth. Prints a table and writes
 ``bench/results/robustness.{json,md}``.
@@ -77,15 +78,17 @@ def versions(ink: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
 
 
 def _rules_off() -> Callable[[], None]:
-    """Switch the stray-mark, faint-ink and uneven-light rules off; returns the undo."""
+    """Switch the stray-mark, faint-ink, marker and uneven-light rules off; returns the undo."""
     from worker import preprocess as P
 
-    saved = P.STRAY_MASS, P._FAINT_FLOOR_U8, P._SHADE_U8
-    # Every piece joins; faint ink is not ink; no page reads as shaded.
-    P.STRAY_MASS, P._FAINT_FLOOR_U8, P._SHADE_U8 = 0.0, P._FLOOR_U8, 256
+    saved = P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8
+    # Every piece joins; faint ink is not ink; every mark is held to the taps'
+    # rule; no page reads as shaded.
+    P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8 = (
+        0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256)
 
     def undo() -> None:
-        P.STRAY_MASS, P._FAINT_FLOOR_U8, P._SHADE_U8 = saved
+        P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8 = saved
 
     return undo
 
@@ -111,6 +114,9 @@ def run(images: int, seed: int) -> dict:
         ink = pen_ink(X[i], rng, float(rng.uniform(0.025, 0.07)))
         for name, data in versions(ink, rng).items():
             pages.setdefault(name, []).append(data)
+        marker = pen_ink(X[i], rng, 0.10)
+        pages.setdefault("marker, a tenth of the canvas wide", []).append(
+            _png(np.round(255 * (1 - marker)).astype(np.uint8)))
 
     def accuracy(datas: list[bytes]) -> float:
         right = 0
@@ -135,7 +141,7 @@ def run(images: int, seed: int) -> dict:
 def markdown(r: dict) -> str:
     lines = [f"Pen drawings of {r['images']} test images as dark ink on opaque pages (seed {r['seed']}, "
              f"model {r['model_version']}, {r['seconds']:.0f} s).", "",
-             "| page | accuracy | without the stray-mark, faint-ink and uneven-light rules |", "| --- | ---: | ---: |"]
+             "| page | accuracy | without the stray-mark, faint-ink, marker and uneven-light rules |", "| --- | ---: | ---: |"]
     for name, v in r["rows"].items():
         lines.append(f"| {name} | {100 * v['with_rules']:.1f}% | {100 * v['without_rules']:.1f}% |")
     return "\n".join(lines) + "\n"

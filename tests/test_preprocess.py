@@ -234,6 +234,25 @@ def test_faint_drawings_on_a_spotless_page_are_drawings(reference, contrast):
         preprocess(png(Image.fromarray(noisy, "L")))
 
 
+def test_a_marker_a_tenth_of_the_canvas_wide_draws_characters_not_blobs(emnist_dir):
+    """Characters drawn small with a thick marker fill in, but they are not taps:
+    of these 300 (10% pen, 30-90% of the canvas) the taps' rule alone refuses 13
+    as blobs."""
+    from worker.render import _trace
+
+    X, _ = load_split(emnist_dir, "test")
+    refused = 0
+    for i, x in enumerate(X[:300]):
+        ink = _trace(x, np.random.default_rng(i), 0.10)
+        arr = np.zeros((280, 280, 4), np.uint8)
+        arr[..., 3] = np.round(ink * 255)
+        try:
+            preprocess(png(Image.fromarray(arr, "RGBA")))
+        except BlankImage:
+            refused += 1
+    assert refused <= 5, refused
+
+
 def test_small_thin_one_is_not_blank():
     """A short thin stroke ('1' at 20% of the canvas, pen 2.5%) is a character."""
     im = Image.new("RGBA", (280, 280), (0, 0, 0, 0))

@@ -62,7 +62,7 @@ ACCEPTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP
 MAX_PIXELS = 4_000_000
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "6"
+PREPROCESS_VERSION = "7"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -88,10 +88,16 @@ FAINT_INK_FLOOR = 0.06
 #: is below MIN_INK_MASS_FRAC of the canvas area (the thinnest pen, 2.5% of the
 #: canvas, tracing a 4%-long stroke), or when the ink is a blob rather than a
 #: character: its bounding box's long side is under MIN_EXTENT_PER_WIDTH times
-#: its stroke width (a dot of diameter D measures 2 by ``2*area/perimeter``;
-#: the stubbiest characters, a short thick '1' or a small thick 'o', measure above 4).
+#: its stroke width. A disc measures 2 by ``2*area/perimeter``, but through the
+#: crop and resampling a small one (a tap, 10-14 px on a 280 px canvas)
+#: measures up to 2.35, so a mark under TAP_SIZE of the canvas side needs 2.5;
+#: a bigger mark only needs BLOB_EXTENT_PER_WIDTH (discs of 16 px and more
+#: measure 1.95-2.16): a small 'e' or 'G' drawn with a marker a tenth of the
+#: canvas wide fills in to 2.1-2.5 and is a character all the same.
 MIN_INK_MASS_FRAC = 0.001
 MIN_EXTENT_PER_WIDTH = 2.5
+BLOB_EXTENT_PER_WIDTH = 2.2
+TAP_SIZE = 0.1
 
 _GAUSS = NormalDist()
 _FLOOR_U8 = int(math.ceil(INK_FLOOR * 255))
@@ -420,7 +426,8 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     gx0, gx1, gy0, gy1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
     long_px = max(gx1 - gx0, gy1 - gy0)
     width = _stroke_width(a, area)
-    if width <= 0 or long_px < MIN_EXTENT_PER_WIDTH * width:
+    tap = long_px / scale < TAP_SIZE * min(W, H)
+    if width <= 0 or long_px < (MIN_EXTENT_PER_WIDTH if tap else BLOB_EXTENT_PER_WIDTH) * width:
         raise BlankImage("the canvas holds a dot or blob, not a character")
 
     # 4. Move every edge by s so that, once the glyph (long side long_px + 2s)

@@ -365,6 +365,23 @@ def test_uneven_light_is_taken_away(reference, name, monkeypatch):
     assert uncorrected < corr - 0.1, (uncorrected, corr)
 
 
+def test_uneven_light_leaves_thick_strokes_whole():
+    """A marker's strokes can fill most of the window the shade is estimated
+    over; they are left out of the estimate, so they are not taken for shade."""
+    big = Image.new("L", (1120, 1120), 0)
+    d = ImageDraw.Draw(big)
+    w = int(1120 * 0.12)
+    d.line([(300, 840), (300, 200), (760, 200)], fill=255, width=w, joint="curve")
+    d.line([(300, 520), (640, 520)], fill=255, width=w)
+    ink = np.asarray(big.resize((280, 280), Image.BOX), dtype=np.float32) / 255
+    clean = np.zeros((280, 280, 4), np.uint8)
+    clean[..., 3] = np.round(ink * 255)
+    xx = np.arange(280, dtype=np.float32)[None, :]
+    page = np.round((250 - 120 * xx / 279) * (1 - ink) + 20 * ink).astype(np.uint8)
+    a, b = preprocess(png(Image.fromarray(clean, "RGBA"))), preprocess(png(Image.fromarray(page, "L")))
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+
+
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_even_pages_are_left_alone(name, monkeypatch):
     def shade_removed(_ink):

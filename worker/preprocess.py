@@ -62,7 +62,7 @@ ACCEPTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP
 MAX_PIXELS = 4_000_000
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "7"
+PREPROCESS_VERSION = "8"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -315,7 +315,7 @@ STRAY_DOT_LINE = 0.8
 #: SHADE_AREA of the page reads as faint ink (from SHADE_LEVEL to SHADE_FAINT
 #: of the strongest ink: pen strokes are stronger, and only their edges are
 #: that faint), the page's own shade is estimated (a median over a fifth of
-#: the page, which passes over pen strokes) and taken away.
+#: the page, strokes left out) and taken away.
 SHADE_LEVEL, SHADE_FAINT, SHADE_AREA = 0.04, 0.35, 0.25
 _SHADE_U8 = int(math.ceil(SHADE_LEVEL * 255))
 
@@ -328,12 +328,24 @@ def _shaded(small: np.ndarray) -> bool:
 
 
 def _without_shade(ink: Image.Image) -> Image.Image:
-    """The ink map less its slowly varying shade (reduced to about 32 px, a 7x7
-    median, enlarged back smoothly), clipped at 0."""
+    """The ink map less its slowly varying shade, clipped at 0.
+
+    The shade is a median over 7x7 pixels of the ink map reduced to about
+    32 px, taken over the page alone: pixels with SHADE_FAINT of the strongest
+    ink or more are strokes and left out, so even a thick marker's strokes,
+    which can fill most of such a window, are not taken for shade.
+    """
     k = max(1, min(ink.size) // 32)
-    small = ink.reduce(k) if k > 1 else ink
-    shade = small.filter(ImageFilter.MedianFilter(7)).resize(ink.size, Image.BILINEAR)
-    return ImageChops.subtract(ink, shade)
+    small = np.asarray(ink.reduce(k) if k > 1 else ink, dtype=np.float32)
+    page = np.where(small >= SHADE_FAINT * small.max(), np.nan, small)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(page, 3, mode="edge"), (7, 7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a window of strokes only
+        shade = np.nanmedian(windows, axis=(2, 3))
+        everywhere = np.nanmedian(page)
+    shade = np.where(np.isnan(shade), 0.0 if np.isnan(everywhere) else everywhere, shade)
+    shade_im = Image.fromarray(np.round(shade).astype(np.uint8), "L").resize(ink.size, Image.BILINEAR)
+    return ImageChops.subtract(ink, shade_im)
 
 
 def _floor_u8(small: np.ndarray) -> int:

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -34,8 +35,10 @@ def beat(client: redis.Redis, wid: str, model_version: str, interval_s: float) -
     pipe.execute()
 
 
-def start(client: redis.Redis, model_version: str, interval_s: float) -> threading.Event:
-    """Beat in a daemon thread until the returned event is set."""
+def start(client: redis.Redis, model_version: str, interval_s: float,
+          also: Callable[[], object] | None = None) -> threading.Event:
+    """Beat in a daemon thread until the returned event is set; call ``also``
+    after every beat (its errors are logged, never fatal)."""
     stop = threading.Event()
     wid = worker_id()
 
@@ -45,6 +48,11 @@ def start(client: redis.Redis, model_version: str, interval_s: float) -> threadi
                 beat(client, wid, model_version, interval_s)
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)
+            if also is not None:
+                try:
+                    also()
+                except Exception:  # noqa: BLE001 - the heartbeat must go on
+                    log.exception("periodic check failed")
             stop.wait(interval_s)
         try:
             client.zrem(keys.workers(), wid)

@@ -250,6 +250,8 @@ class JobStore:
                 pipe.delete(keys.images(job_id))
             pipe.hset(keys.job(job_id), mapping=fields)
             pipe.expire(keys.job(job_id), self.ttl_s)
+            if done < total:
+                pipe.zadd(keys.active(), {job_id: now})
             pipe.execute()
         return self.document(job_id, {k: str(v) for k, v in fields.items()})
 
@@ -340,6 +342,7 @@ class JobStore:
             status = self._cancel(
                 keys=[keys.job(job_id), keys.images(job_id), keys.results(job_id)],
                 args=[time.time(), self.ttl_s])
+            self.redis.zrem(keys.active(), job_id)
         return status.decode() if isinstance(status, bytes) else status
 
     # -- working ------------------------------------------------------------
@@ -364,7 +367,42 @@ class JobStore:
                 return Recorded(0, status.decode())
             added, status, failed, finished = self._record(
                 keys=[keys.job(job_id), keys.results(job_id), keys.images(job_id)], args=args)
+            # Progress, for the search for lost chunks (outside the script: the
+            # index is not one job's key, and a Redis Cluster keeps those apart).
+            if finished or status in (b"missing", b"cancelled"):
+                self.redis.zrem(keys.active(), job_id)
+            elif int(added):
+                self.redis.zadd(keys.active(), {job_id: args[0]}, xx=True)
         return Recorded(int(added), status.decode(), int(failed), bool(finished))
+
+    # -- lost chunks ----------------------------------------------------------
+
+    def stalled(self, older_than_s: float) -> list[str]:
+        """Unfinished jobs that made no progress for ``older_than_s`` seconds."""
+        with self.guard():
+            ids = self.redis.zrangebyscore(keys.active(), "-inf", time.time() - older_than_s)
+        return [i.decode() for i in ids]
+
+    def missing(self, job_id: str, chunk_size: int) -> list[tuple[int, int]]:
+        """``[start, stop)`` ranges, at most ``chunk_size`` long, of the items of a
+        job that have no result yet; ``[]`` (and the job leaves the index) when
+        the job is no longer active. Touches the job's progress time."""
+        with self.guard():
+            status, total = self.redis.hmget(keys.job(job_id), ["status", "total"])
+            if status not in (b"queued", b"running"):
+                self.redis.zrem(keys.active(), job_id)
+                return []
+            done = {int(k) for k in self.redis.hkeys(keys.results(job_id))}
+            self.redis.zadd(keys.active(), {job_id: time.time()}, xx=True)
+        ranges: list[tuple[int, int]] = []
+        for i in range(int(total)):
+            if i in done:
+                continue
+            if ranges and ranges[-1][1] == i and i - ranges[-1][0] < chunk_size:
+                ranges[-1] = (ranges[-1][0], i + 1)
+            else:
+                ranges.append((i, i + 1))
+        return ranges
 
     def guard(self) -> "_Guard":
         return _Guard()

@@ -12,6 +12,8 @@ inkq:job:{id}:images                list    the job's images, base64 text as sen
                                             deleted once the job has finished
 inkq:job:{id}:results               hash    item index -> compact result (see jobstore)
 inkq:job:{id}:webhook               string  lock held while the job's webhook is being sent
+inkq:active                         zset    unfinished job id -> its last progress (epoch s)
+inkq:requeue                        string  lock held by the worker looking for lost chunks
 inkq:idem:{owner}:{sha256(key)}     string  job id for an ``Idempotency-Key``
 inkq:reply:{request id}             list    the one reply to a POST /predict
 inkq:workers                        zset    worker id -> last heartbeat (epoch s)
@@ -41,6 +43,14 @@ def results(job_id: str) -> str:
 
 def webhook_lock(job_id: str) -> str:
     return f"{PREFIX}:job:{{{job_id}}}:webhook"
+
+
+def active() -> str:
+    return f"{PREFIX}:active"
+
+
+def requeue_lock() -> str:
+    return f"{PREFIX}:requeue"
 
 
 def idempotency(owner: str, key_digest: str) -> str:

@@ -28,6 +28,17 @@ WEBHOOK_QUEUE = "inkq.webhooks"
 UNACKED_MUTEX_EXPIRE_S = 5
 
 
+def restore_interval_s(settings: Settings) -> int:
+    """Seconds between the broker's sweeps for chunks held by dead workers."""
+    return max(1, min(10, settings.visibility_timeout_s // 4))
+
+
+def lost_after_s(settings: Settings) -> float:
+    """Seconds without progress after which a job's missing chunks count as lost:
+    longer than any chunk held by a dead worker takes to come back."""
+    return settings.visibility_timeout_s + 2 * restore_interval_s(settings) + 2 * settings.heartbeat_s
+
+
 def make_celery(settings: Settings, *, include: list[str] | None = None,
                 publish_timeout_s: float = 5.0) -> Celery:
     """A Celery app configured from ``settings`` (JSON only, acks late, no result backend).
@@ -52,7 +63,7 @@ def make_celery(settings: Settings, *, include: list[str] | None = None,
             # Sweep for chunks held by dead workers every few seconds (kombu's
             # default is 10 s x throttle 10): a lost chunk then comes back at most
             # this much after its visibility timeout.
-            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
+            "unacked_restore_interval": restore_interval_s(settings),
             "unacked_restore_throttle": 1,
             # Each sweep holds a lock in Redis that expires after this; kombu's
             # default is 300 s, so a worker killed in the middle of a sweep

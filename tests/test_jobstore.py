@@ -75,3 +75,43 @@ def test_idempotency_key_binds_once(store):
     assert store.remember_idempotency("", "k1", "job-1") is None
     assert store.remember_idempotency("", "k1", "job-2") == "job-1"
     assert store.remember_idempotency("other", "k1", "job-3") is None
+
+
+def test_lost_chunks_are_found_and_queued_again(store):
+    """A chunk the broker lost leaves its items without results: a job that made
+    no progress for longer than a lost chunk takes to come back has them queued
+    again, once per heartbeat and only while no chunk waits in the bulk queue."""
+    from inkq.queue import BULK_QUEUE
+    from inkq.settings import Settings
+    from worker.tasks import requeue_lost
+
+    store.redis.delete(BULK_QUEUE, keys.requeue_lock(), keys.active())
+    job = store.create([b"x"] * 40, rejected={3: BAD["error"]})["id"]
+    store.claim(job, 0, 16, model_version="m")
+    store.record(job, 0, [OK] * 16)
+    store.record(job, 32, [OK] * 8)
+    assert store.missing(job, 16) == [(16, 32)]
+    assert store.missing(job, 10) == [(16, 26), (26, 32)]
+    assert store.stalled(3600) == [] and store.stalled(0) == [job]
+
+    settings = Settings.from_env({}, visibility_timeout_s=4, heartbeat_s=60, chunk_size=16)
+    queued: list[tuple[str, int, int]] = []
+    assert requeue_lost(store, settings, lambda *a: queued.append(a)) == 0  # progress is recent
+    assert requeue_lost(store, settings, lambda *a: queued.append(a)) == 0  # and one look per heartbeat
+    store.redis.delete(keys.requeue_lock())
+    store.redis.zadd(keys.active(), {job: 1.0})  # as if nothing happened since 1970
+    store.redis.rpush(BULK_QUEUE, b"a chunk waiting its turn")
+    assert requeue_lost(store, settings, lambda *a: queued.append(a)) == 0
+    store.redis.delete(BULK_QUEUE)
+    assert requeue_lost(store, settings, lambda *a: queued.append(a)) == 1
+    assert queued == [(job, 16, 32)]
+    assert store.stalled(60) == []  # looked at just now: not again before it is due
+    store.redis.delete(keys.requeue_lock())
+    # The job ends: it leaves the index, and nothing more is queued for it.
+    store.record(job, 16, [OK] * 16)
+    assert store.get(job)["status"] == "partially_succeeded"
+    assert store.stalled(0) == []
+    assert requeue_lost(store, settings, lambda *a: queued.append(a)) == 0
+    cancelled = store.create([b"x"] * 4)["id"]
+    store.cancel(cancelled)
+    assert store.stalled(0) == [] and store.missing(cancelled, 16) == []

@@ -135,6 +135,23 @@ def test_a_sweep_lock_left_by_a_dead_worker_holds_nothing_up(stack, big_job):
     assert_exactly_once(stack, job_id, len(big_job))
 
 
+def test_a_chunk_the_broker_lost_is_queued_again(stack, big_job):
+    """kombu pops a message before it records it as unacknowledged, so a worker
+    killed between the two loses a chunk outright (the broker has no copy left).
+    Here one chunk's message is taken off the queue the same way: the job still
+    finishes, every item recorded once, after the workers find the hole."""
+    from inkq.queue import BULK_QUEUE, lost_after_s
+    from inkq.settings import Settings
+
+    job_id = submit(stack.url, big_job)
+    lost = stack.redis.lpop(BULK_QUEUE)  # the newest message: its chunk has not started
+    assert lost is not None, "the queue was empty: make the job bigger"
+    settings = Settings.from_env({k: v for k, v in stack.env.items() if k.startswith("INKQ_")})
+    wait_finished(stack.url, job_id, timeout_s=lost_after_s(settings) + 60)
+    assert_exactly_once(stack, job_id, len(big_job))
+    assert "queued again" in stack.logs("worker0", tail=500_000)
+
+
 def test_redis_restart_loses_nothing(stack, big_job):
     job_id = submit(stack.url, big_job)
     wait_progress(stack.url, job_id)

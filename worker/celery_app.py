@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 # One BLAS thread per process: concurrency comes from the pool, and threads
 # fighting over 2 cores only slow the batched matrix products down.
@@ -55,9 +56,18 @@ def _start_heartbeat(**_: object) -> None:
         return
     from . import runtime
 
+    from inkq.queue import CLASSIFY_CHUNK
+
+    from .tasks import requeue_lost
+
     s = runtime.settings()
+
+    def publish(job_id: str, start: int, stop: int) -> None:
+        app.send_task(CLASSIFY_CHUNK, args=[job_id, start, stop, time.time()])
+
     _heartbeat_stop = heartbeat.start(
-        connect(s.broker_url, timeout_s=5), runtime.model().version, s.heartbeat_s)
+        connect(s.broker_url, timeout_s=5), runtime.model().version, s.heartbeat_s,
+        also=lambda: requeue_lost(runtime.store(), s, publish))
 
 
 @signals.worker_shutdown.connect

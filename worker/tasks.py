@@ -1,12 +1,14 @@
 """The Celery tasks: thin wrappers that fetch, call the pipeline, and store.
 
-The logic lives in :func:`run_chunk` and :func:`run_predict`, plain functions
-that tests call directly with a real store and model.
+The logic lives in :func:`run_chunk`, :func:`run_predict` and
+:func:`requeue_lost`, plain functions that tests call directly with a real
+store and model.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Callable, TypeVar
 
@@ -16,7 +18,7 @@ from celery.exceptions import Reject
 from inkq import keys, metrics
 from inkq.errors import StoreUnavailable
 from inkq.jobstore import FAILED, PARTIALLY_SUCCEEDED, RUNNING, SUCCEEDED, JobStore
-from inkq.queue import CLASSIFY_CHUNK, DELIVER_WEBHOOK, PREDICT
+from inkq.queue import BULK_QUEUE, CLASSIFY_CHUNK, DELIVER_WEBHOOK, PREDICT, lost_after_s
 from inkq.settings import Settings
 
 from . import runtime
@@ -85,6 +87,34 @@ def notify_if_wanted(job_id: str, store: JobStore) -> None:
     url, delivered = store.callback(job_id)
     if url and not delivered:
         app.send_task(DELIVER_WEBHOOK, args=[job_id])
+
+
+def requeue_lost(store: JobStore, settings: Settings, publish: Callable[[str, int, int], object]) -> int:
+    """Queue again the missing items of jobs that made no progress for longer
+    than a chunk held by a dead worker takes to come back, while no chunk waits
+    in the bulk queue. Returns how many chunks were queued.
+
+    kombu's Redis transport pops a message before it records it as
+    unacknowledged, so a worker killed between the two loses that chunk for
+    good and its job would never finish. A chunk queued twice costs work, not
+    correctness (results are written once per item), and the bulk queue being
+    empty means no chunk of the job is still waiting its turn. One worker at a
+    time looks, once per heartbeat.
+    """
+    if store.redis.llen(BULK_QUEUE):
+        return 0
+    if not store.redis.set(keys.requeue_lock(), os.getpid(), nx=True, px=int(settings.heartbeat_s * 1000)):
+        return 0
+    queued = 0
+    for job_id in store.stalled(lost_after_s(settings)):
+        ranges = store.missing(job_id, settings.chunk_size)
+        for start, stop in ranges:
+            publish(job_id, start, stop)
+        if ranges:
+            log.warning("job %s made no progress for %.0f s: %d chunks of missing items queued again",
+                        job_id, lost_after_s(settings), len(ranges), extra={"job_id": job_id})
+        queued += len(ranges)
+    return queued
 
 
 def run_predict(request_id: str, image: str, *, store: JobStore, model: Model,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import redis
 
 from inkq import keys
+from inkq.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def start(client: redis.Redis, model_version: str, interval_s: float,
             if also is not None:
                 try:
                     also()
+                except (redis.RedisError, StoreUnavailable) as exc:
+                    log.warning("periodic check failed: %s", exc)
                 except Exception:  # noqa: BLE001 - the heartbeat must go on
                     log.exception("periodic check failed")
             stop.wait(interval_s)

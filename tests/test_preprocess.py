@@ -44,9 +44,7 @@ INK = glyph_mask()
 @pytest.fixture(scope="module")
 def reference() -> np.ndarray:
     """The preprocessed glyph from the browser case: black ink on transparent."""
-    arr = np.zeros((280, 280, 4), np.uint8)
-    arr[..., 3] = np.round(INK * 255)
-    return preprocess(png(Image.fromarray(arr, "RGBA")))
+    return preprocess(_ink_png(INK))
 
 
 def _compose(fg, bg) -> np.ndarray:
@@ -223,10 +221,8 @@ def test_noise_is_blank():
 def test_faint_drawings_on_a_spotless_page_are_drawings(reference, contrast):
     """Light grey on white, or a brush at low opacity, is a drawing, not a blank
     canvas; on a noisy page the same faint ink cannot be told from the noise."""
-    brush = np.zeros((280, 280, 4), np.uint8)
-    brush[..., 3] = np.round(INK * 255 * contrast)
     grey = np.round(255 - 255 * contrast * INK).astype(np.uint8)
-    for data in (png(Image.fromarray(brush, "RGBA")), png(Image.fromarray(grey, "L"))):
+    for data in (_ink_png(INK * contrast), png(Image.fromarray(grey, "L"))):
         corr = np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1]
         assert corr > 0.95, corr
     noisy = np.clip(grey + np.random.default_rng(0).normal(0, 3, grey.shape), 0, 255).astype(np.uint8)
@@ -244,10 +240,8 @@ def test_a_marker_a_tenth_of_the_canvas_wide_draws_characters_not_blobs(emnist_d
     refused = 0
     for i, x in enumerate(X[:300]):
         ink = _trace(x, np.random.default_rng(i), 0.10)
-        arr = np.zeros((280, 280, 4), np.uint8)
-        arr[..., 3] = np.round(ink * 255)
         try:
-            preprocess(png(Image.fromarray(arr, "RGBA")))
+            preprocess(_ink_png(ink))
         except BlankImage:
             refused += 1
     assert refused <= 5, refused
@@ -374,11 +368,9 @@ def test_uneven_light_leaves_thick_strokes_whole():
     d.line([(300, 840), (300, 200), (760, 200)], fill=255, width=w, joint="curve")
     d.line([(300, 520), (640, 520)], fill=255, width=w)
     ink = np.asarray(big.resize((280, 280), Image.BOX), dtype=np.float32) / 255
-    clean = np.zeros((280, 280, 4), np.uint8)
-    clean[..., 3] = np.round(ink * 255)
     xx = np.arange(280, dtype=np.float32)[None, :]
     page = np.round((250 - 120 * xx / 279) * (1 - ink) + 20 * ink).astype(np.uint8)
-    a, b = preprocess(png(Image.fromarray(clean, "RGBA"))), preprocess(png(Image.fromarray(page, "L")))
+    a, b = preprocess(_ink_png(ink)), preprocess(png(Image.fromarray(page, "L")))
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
 
 

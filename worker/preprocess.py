@@ -353,8 +353,7 @@ def _floor_u8(small: np.ndarray) -> int:
     for a drawing all fainter than that on a spotless page."""
     if int(small.max()) >= _FLOOR_U8:
         return _FLOOR_U8
-    edge = max(int(small[0].max()), int(small[-1].max()), int(small[:, 0].max()), int(small[:, -1].max()))
-    return _FAINT_FLOOR_U8 if edge <= 2 else _FLOOR_U8
+    return _FAINT_FLOOR_U8 if int(_border(small).max()) <= 2 else _FLOOR_U8
 
 
 def _glyph_box(small: np.ndarray, floor: int = _FLOOR_U8) -> tuple[int, int, int, int]:

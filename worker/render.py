@@ -45,6 +45,13 @@ def _png(arr: np.ndarray, mode: str) -> bytes:
     return buf.getvalue()
 
 
+def _transparent_png(ink: np.ndarray) -> bytes:
+    """A CANVAS x CANVAS ink map as dark ink on a transparent canvas (alpha = ink)."""
+    out = np.zeros((CANVAS, CANVAS, 4), np.uint8)
+    out[..., 3] = np.round(ink * 255)
+    return _png(out, "RGBA")
+
+
 def _as_float(img28: np.ndarray) -> np.ndarray:
     a = np.asarray(img28, dtype=np.float32)
     if a.shape != (28, 28):
@@ -214,9 +221,7 @@ def render_pen(img28: np.ndarray, rng: np.random.Generator, width_frac: float | 
     if width_frac is None:
         width_frac = float(rng.uniform(0.025, 0.07))
     ink = pen_ink(img28, rng, width_frac)
-    out = np.zeros((CANVAS, CANVAS, 4), np.uint8)
-    out[..., 3] = np.round(ink * 255)
-    return _png(out, "RGBA")
+    return _transparent_png(ink)
 
 
 #: Side of :func:`render_marker`'s canvas (px).
@@ -257,6 +262,4 @@ def render_stray(img28: np.ndarray, rng: np.random.Generator) -> bytes:
         yy, xx = np.mgrid[:CANVAS, :CANVAS]
         dot = np.clip(r + 0.5 - np.hypot(yy - ys[i], xx - xs[i]), 0.0, 1.0)
         ink = np.maximum(ink, dot)
-    out = np.zeros((CANVAS, CANVAS, 4), np.uint8)
-    out[..., 3] = np.round(ink * 255)
-    return _png(out, "RGBA")
+    return _transparent_png(ink)

@@ -105,14 +105,14 @@ def requeue_lost(store: JobStore, settings: Settings, publish: Callable[[str, in
         return 0
     if not store.redis.set(keys.requeue_lock(), os.getpid(), nx=True, px=int(settings.heartbeat_s * 1000)):
         return 0
-    queued = 0
-    for job_id in store.stalled(lost_after_s(settings)):
+    queued, after_s = 0, lost_after_s(settings)
+    for job_id in store.stalled(after_s):
         ranges = store.missing(job_id, settings.chunk_size)
         for start, stop in ranges:
             publish(job_id, start, stop)
         if ranges:
             log.warning("job %s made no progress for %.0f s: %d chunks of missing items queued again",
-                        job_id, lost_after_s(settings), len(ranges), extra={"job_id": job_id})
+                        job_id, after_s, len(ranges), extra={"job_id": job_id})
         queued += len(ranges)
     return queued
 

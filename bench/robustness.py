@@ -8,9 +8,11 @@ tap of the pen, 5 or 11 px, at least 40 px from the character), sensor noise,
 JPEG compression, faint ink (light grey, 12% contrast), a marker a tenth of
 the canvas wide (drawn again, thick), and uneven light (a
 60-level gradient, a vignette darkening the corners by 70, a photo: gradient,
-noise and JPEG together). Every version is classified through the full
-preprocessing twice: as it is, and with the stray-mark, faint-ink, marker and
-uneven-light rules of :mod:`worker.preprocess` switched off, so the table shows
+noise and JPEG together), and a border that is not the page (a frame drawn
+along it, a sheet photographed on a desk). Every version is classified through
+the full preprocessing twice: as it is, and with the stray-mark, faint-ink,
+marker, uneven-light and frame rules of :mod:`worker.preprocess` switched off,
+so the table shows
 what each rule is worth. Prints a table and writes
 ``bench/results/robustness.{json,md}``.
 """
@@ -74,21 +76,29 @@ def versions(ink: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
         "vignette, corners -70": _png(np.clip(f - 70 * _R**2, 0, 255).astype(np.uint8)),
         "photo: gradient, noise, JPEG": _jpeg(np.clip(
             f * 0.8 + 30 - 42 * _X / (CANVAS - 1) + rng.normal(0, 4, f.shape), 0, 255).astype(np.uint8), 70),
+        "frame along the border, 4 px": _png(_framed(page, 4)),
+        "sheet on a desk, 24 px around it, JPEG": _jpeg(np.pad(page, 24, constant_values=70), 85),
     }
 
 
+def _framed(page: np.ndarray, k: int) -> np.ndarray:
+    out = page.copy()
+    out[:k], out[-k:], out[:, :k], out[:, -k:] = 0, 0, 0, 0
+    return out
+
+
 def _rules_off() -> Callable[[], None]:
-    """Switch the stray-mark, faint-ink, marker and uneven-light rules off; returns the undo."""
+    """Switch the stray-mark, faint-ink, marker, uneven-light and frame rules off; returns the undo."""
     from worker import preprocess as P
 
-    saved = P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8
+    saved = P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8, P.PAGE_SHARE
     # Every piece joins; faint ink is not ink; every mark is held to the taps'
-    # rule; no page reads as shaded.
-    P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8 = (
-        0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256)
+    # rule; no page reads as shaded; the border's colour is always the page's.
+    P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8, P.PAGE_SHARE = (
+        0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0)
 
     def undo() -> None:
-        P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8 = saved
+        P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8, P.PAGE_SHARE = saved
 
     return undo
 
@@ -141,7 +151,7 @@ def run(images: int, seed: int) -> dict:
 def markdown(r: dict) -> str:
     lines = [f"Pen drawings of {r['images']} test images as dark ink on opaque pages (seed {r['seed']}, "
              f"model {r['model_version']}, {r['seconds']:.0f} s).", "",
-             "| page | accuracy | without the stray-mark, faint-ink, marker and uneven-light rules |", "| --- | ---: | ---: |"]
+             "| page | accuracy | without the stray-mark, faint-ink, marker, uneven-light and frame rules |", "| --- | ---: | ---: |"]
     for name, v in r["rows"].items():
         lines.append(f"| {name} | {100 * v['with_rules']:.1f}% | {100 * v['without_rules']:.1f}% |")
     return "\n".join(lines) + "\n"

@@ -154,6 +154,25 @@ def test_render_pen_equal(glyphs):
         _assert_same(render_pen(img, rng))
 
 
+def test_framed_pages_equal(glyphs):
+    """A frame along the border (the page colour then comes from the whole
+    canvas and the frame is cleared): the same ink map on both paths."""
+    from worker.render import pen_ink
+
+    rng = np.random.default_rng(12)
+    for img in glyphs[140:170]:
+        page = np.round(255 * (1 - pen_ink(img, rng, 0.04))).astype(np.uint8)
+        k = int(rng.integers(2, 8))
+        frame = rng.integers(0, 120, 3).astype(np.uint8)
+        rgb = np.dstack([page] * 3)
+        rgb[:k], rgb[-k:], rgb[:, :k], rgb[:, -k:] = frame, frame, frame, frame
+        for im in (Image.fromarray(rgb, "RGB"), Image.fromarray(rgb[..., 0], "L"),
+                   Image.fromarray(np.dstack([rgb, np.full(page.shape, 255, np.uint8)]), "RGBA")):
+            ink = np.asarray(_assert_same(_png(im)))
+            assert not ink[:k].any() and not ink[:, -k:].any()  # the frame is gone
+            assert ink.max() == 255  # the glyph is not
+
+
 def _strokes(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A float [0, 1] ink map with a few anti-aliased strokes."""
     yy, xx = np.mgrid[0:h, 0:w]

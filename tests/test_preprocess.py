@@ -383,6 +383,53 @@ def test_even_pages_are_left_alone(name, monkeypatch):
     preprocess(VARIANTS[name])
 
 
+def _framed_pages() -> dict[str, bytes]:
+    """The glyph on pages whose border is not the page: a frame drawn along the
+    edge (grey, coloured, on a transparent canvas) and a sheet photographed
+    with the desk around it."""
+    page = np.round(250 * (1 - INK) + 20 * INK).astype(np.uint8)
+    out = {}
+    framed = page.copy()
+    framed[:4], framed[-4:], framed[:, :4], framed[:, -4:] = 20, 20, 20, 20
+    out["L black frame"] = png(Image.fromarray(framed, "L"))
+    rgb = np.dstack([page] * 3)
+    rgb[:6], rgb[-6:], rgb[:, :6], rgb[:, -6:] = (200, 30, 30), (200, 30, 30), (200, 30, 30), (200, 30, 30)
+    out["RGB red frame"] = png(Image.fromarray(rgb, "RGB"))
+    alpha = np.round(255 * INK).astype(np.uint8)
+    alpha[:3], alpha[-3:], alpha[:, :3], alpha[:, -3:] = 255, 255, 255, 255
+    out["RGBA frame on transparent"] = png(Image.fromarray(np.dstack([np.zeros((280, 280, 3), np.uint8), alpha]), "RGBA"))
+    desk = np.pad(page, 24, constant_values=70)
+    out["L sheet on a desk, JPEG"] = png(Image.fromarray(desk, "L").convert("RGB"), "JPEG", quality=85)
+    return out
+
+
+FRAMED = _framed_pages()
+
+
+@pytest.mark.parametrize("name", sorted(FRAMED))
+def test_a_frame_along_the_border_is_not_the_page(reference, name, monkeypatch):
+    """The page is the colour most of the canvas has: a frame or a desk along
+    the border is neither the background nor part of the glyph. Taking the
+    border's colour for the page instead loses the glyph."""
+    out = preprocess(FRAMED[name])
+    assert np.corrcoef(out.ravel(), reference.ravel())[0, 1] > 0.97
+    monkeypatch.setattr(P, "PAGE_SHARE", 1.0)
+    try:
+        border_taken = np.corrcoef(preprocess(FRAMED[name]).ravel(), reference.ravel())[0, 1]
+    except BlankImage:
+        border_taken = 0.0
+    assert border_taken < 0.8
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_pages_whose_border_is_the_page_keep_it(name, monkeypatch):
+    def framed(_ink):
+        raise AssertionError("the border was not taken for the page")
+
+    monkeypatch.setattr(P, "without_frame", framed)
+    preprocess(VARIANTS[name])
+
+
 def test_to_emnist_rejects_bad_shapes():
     with pytest.raises(BlankImage):
         to_emnist(np.zeros((0, 0), np.float32))

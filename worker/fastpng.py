@@ -34,8 +34,8 @@ Ink semantics, mirrored from ``preprocess._ink_u8`` (kept bit-exact, see
   alpha is fully opaque, treat as the opaque case below; otherwise (semi-
   transparent background) ``None`` - the Pillow path's float premultiplied
   comparison is left to it.
-* opaque: background = ``int(np.median(border, axis=0))`` per channel and
-  ink = Chebyshev distance ``max_c |v_c - bg_c|``, computed in uint8 as
+* opaque: background = ``int(np.median(border, axis=0))`` per channel (unless
+  something covers the border, a frame: ``preprocess.page_ink``) and ink = Chebyshev distance ``max_c |v_c - bg_c|``, computed in uint8 as
   ``max(v, bg) - min(v, bg)`` (exact, no overflow), which equals Pillow's
   ``ImageChops.difference`` + ``lighter``.
 """
@@ -47,6 +47,8 @@ import zlib
 
 import numpy as np
 from PIL import Image
+
+from .preprocess import page_ink
 
 try:  # optional dependencies: without them every call returns None
     import pyspng
@@ -191,20 +193,31 @@ def _median_u8(border: np.ndarray) -> list[int]:
 
 
 def _ink_gray(g: np.ndarray) -> Image.Image:
-    """Grey HxW uint8 -> |g - median(border)| as an 'L' image."""
-    bg = np.uint8(_median_u8(_border(g))[0])
-    d = np.maximum(g, bg)
-    d -= np.minimum(g, bg)
-    return Image.fromarray(d)
+    """Grey HxW uint8 -> |g - page colour| as an 'L' image (the border's median,
+    unless something covers it: :func:`worker.preprocess.page_ink`)."""
+
+    def distance(bg: object) -> np.ndarray:
+        b = np.uint8(bg)
+        d = np.maximum(g, b)
+        d -= np.minimum(g, b)
+        return d
+
+    return Image.fromarray(page_ink(g, _median_u8(_border(g))[0], distance))
 
 
 def _ink_colour(arr: np.ndarray, nc: int) -> Image.Image:
     """HxWxnc uint8 (nc = 3, or 4 with an opaque alpha) -> Chebyshev distance of
-    RGB from the border's median colour, as an 'L' image."""
+    RGB from the page's colour (as :func:`_ink_gray`), as an 'L' image."""
+    rgb = arr[..., :3]
+    return Image.fromarray(page_ink(rgb, _median_u8(_border(rgb)),
+                                    lambda bg: _chebyshev(arr, nc, [int(v) for v in bg])))
+
+
+def _chebyshev(arr: np.ndarray, nc: int, bg: list[int]) -> np.ndarray:
+    """Chebyshev distance of the RGB of HxWxnc uint8 pixels from ``bg``, HxW uint8."""
     h, w = arr.shape[:2]
-    bg = _median_u8(_border(arr[..., :3]))
     if _compiled is not None:
-        return Image.frombytes("L", (w, h), _compiled.chebyshev(arr, nc, bytes(bg)))
+        return np.frombuffer(_compiled.chebyshev(arr, nc, bytes(bg)), np.uint8).reshape(h, w)
     if nc == 4:
         bg.append(255)  # alpha is all 255 here: its difference is 0
     # Broadcast the background along whole rows (w * nc bytes, contiguous):
@@ -218,8 +231,7 @@ def _ink_colour(arr: np.ndarray, nc: int) -> Image.Image:
     flat_d = d.reshape(-1)
     m = np.maximum(flat_d[:-1], flat_d[1:])
     np.maximum(m[:-1], flat_d[2:], out=m[:-1])
-    ink = m[0::nc].reshape(h, w)  # strided -> one contiguous copy
-    return Image.fromarray(np.ascontiguousarray(ink))
+    return np.ascontiguousarray(m[0::nc].reshape(h, w))  # strided -> one contiguous copy
 
 
 def _alpha(arr: np.ndarray) -> Image.Image:

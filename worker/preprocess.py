@@ -49,6 +49,8 @@ import math
 import struct
 import warnings
 from statistics import NormalDist
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter
@@ -62,7 +64,7 @@ ACCEPTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP
 MAX_PIXELS = 4_000_000
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "8"
+PREPROCESS_VERSION = "9"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -162,10 +164,46 @@ def _border(a: np.ndarray) -> np.ndarray:
     return np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]], axis=0)
 
 
-def _ink_from_gray(gray: np.ndarray) -> np.ndarray:
-    """Gray float HxW in [0, 1] -> ink = |value - background|."""
-    bg = float(np.median(_border(gray)))
-    return np.abs(gray - bg).astype(np.float32, copy=False)
+#: The page's colour is the median of the canvas's border, unless more than
+#: PAGE_SHARE of the canvas reads as ink against it (INK_FLOOR): then something
+#: covers the border (a frame drawn along it, the desk around a photographed
+#: sheet), the page is the median colour of the whole canvas and the ink along
+#: the edge is cleared. Both are read on a grid of about _PAGE_GRID x _PAGE_GRID
+#: pixels. A drawing covers far less than half its canvas.
+PAGE_SHARE = 0.5
+_PAGE_GRID = 24
+
+
+def _grid(a: np.ndarray) -> np.ndarray:
+    """A grid of about _PAGE_GRID x _PAGE_GRID samples of HxW(xC) pixels."""
+    h, w = a.shape[:2]
+    sy, sx = max(1, h // _PAGE_GRID), max(1, w // _PAGE_GRID)
+    return a[sy // 2::sy, sx // 2::sx]
+
+
+def page_ink(a: np.ndarray, border_bg: Any, distance: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """The uint8 ink map ``distance(page colour)`` of HxW(xC) pixels ``a``
+    whose border's median colour is ``border_bg`` (see :data:`PAGE_SHARE`)."""
+    ink = distance(border_bg)
+    g = _grid(ink)
+    if np.count_nonzero(g >= _FLOOR_U8) <= PAGE_SHARE * g.size:
+        return ink
+    return without_frame(distance(np.median(_grid(a).reshape(-1, *a.shape[2:]), axis=0)))
+
+
+def without_frame(ink: np.ndarray) -> np.ndarray:
+    """The uint8 ink map with the ink that touches the canvas's edge cleared,
+    and 2 px around it (its anti-aliased fringe): the frame or the desk that
+    covered the border. A character drawn touching it goes with it."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(ink >= _FLOOR_U8, structure=_EIGHT)
+    edge = np.unique(_border(labels))
+    edge = edge[edge > 0]
+    ink = np.array(ink)
+    if edge.size:
+        ink[ndimage.binary_dilation(np.isin(labels, edge), structure=_EIGHT, iterations=2)] = 0
+    return ink
 
 
 def _ink_u8(im: Image.Image) -> Image.Image:
@@ -180,8 +218,7 @@ def _ink_u8(im: Image.Image) -> Image.Image:
         else:
             scale = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
         gray = np.clip(arr / scale, 0.0, 1.0)
-        ink = _ink_from_gray(gray)
-        return Image.fromarray(np.round(ink * 255).astype(np.uint8), "L")
+        return _image(page_ink(gray, float(np.median(_border(gray))), lambda bg: _u8(np.abs(gray - float(bg)))))
 
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
     if has_alpha:
@@ -194,27 +231,37 @@ def _ink_u8(im: Image.Image) -> Image.Image:
             return alpha
         if a.min() < 255:
             # Semi-transparent or opaque background with transparent holes:
-            # compare premultiplied colours against the border's.
+            # compare premultiplied colours against the page's.
             arr = np.asarray(rgba, dtype=np.float32) / 255.0
             pre = np.concatenate([arr[..., :3] * arr[..., 3:], arr[..., 3:]], axis=2)
-            bg = np.median(_border(pre), axis=0)
-            ink = np.abs(pre - bg).max(axis=2)
-            return Image.fromarray(np.round(ink * 255).astype(np.uint8), "L")
+            return _image(page_ink(pre, np.median(_border(pre), axis=0), lambda bg: _u8(np.abs(pre - bg).max(axis=2))))
         rgb = rgba.convert("RGB")
     elif mode == "L":
         a = np.asarray(im)
-        bg = int(np.median(_border(a)))
-        return ImageChops.difference(im, Image.new("L", im.size, bg))
+        return _image(page_ink(a, int(np.median(_border(a))),
+                               lambda bg: np.asarray(ImageChops.difference(im, Image.new("L", im.size, int(bg))))))
     elif mode == "1":
         return _ink_u8(im.convert("L"))
     else:
         rgb = im if mode == "RGB" else im.convert("RGB")
-    # Opaque colour: Chebyshev distance from the border's median colour.
+    # Opaque colour: Chebyshev distance from the page's colour.
     a = np.asarray(rgb)
-    bg = tuple(int(v) for v in np.median(_border(a), axis=0))
-    diff = ImageChops.difference(rgb, Image.new("RGB", rgb.size, bg))
-    r, g, b = diff.split()
-    return ImageChops.lighter(ImageChops.lighter(r, g), b)
+
+    def chebyshev(bg: Any) -> np.ndarray:
+        r, g, b = ImageChops.difference(rgb, Image.new("RGB", rgb.size, tuple(int(v) for v in bg))).split()
+        return np.asarray(ImageChops.lighter(ImageChops.lighter(r, g), b))
+
+    return _image(page_ink(a, [int(v) for v in np.median(_border(a), axis=0)], chebyshev))
+
+
+def _u8(ink: np.ndarray) -> np.ndarray:
+    """A float ink map in [0, 1] as uint8."""
+    return np.round(ink.astype(np.float32) * 255).astype(np.uint8)
+
+
+def _image(ink: np.ndarray) -> Image.Image:
+    """A uint8 ink map as an 'L' image."""
+    return Image.fromarray(ink, "L")
 
 
 def _decode_u8(data: bytes, max_pixels: int) -> Image.Image:

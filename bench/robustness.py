@@ -5,16 +5,14 @@
 Each test image is re-drawn with the round pen of :func:`worker.render.pen_ink`
 as dark ink on an opaque page, then spoiled one way at a time: a stray dot (a
 tap of the pen, 5 or 11 px, at least 40 px from the character), sensor noise,
-JPEG compression, faint ink (light grey, 12% contrast), a marker a tenth of
-the canvas wide (drawn again, thick), and uneven light (a
-60-level gradient, a vignette darkening the corners by 70, a photo: gradient,
-noise and JPEG together), and a border that is not the page (a frame drawn
-along it, a sheet photographed on a desk). Every version is classified through
-the full preprocessing twice: as it is, and with the stray-mark, faint-ink,
-marker, uneven-light and frame rules of :mod:`worker.preprocess` switched off,
-so the table shows
-what each rule is worth. Prints a table and writes
-``bench/results/robustness.{json,md}``.
+JPEG compression, faint ink (light grey, 12% contrast), uneven light (a 60-level
+gradient, a vignette darkening the corners by 70, a photo: gradient, noise and
+JPEG together), a pencil's 1 px line, a border that is not the page (a frame
+drawn along it, a sheet photographed on a desk), and a marker a tenth of the
+canvas wide (drawn again, thick). Every version is classified through the full
+preprocessing twice: as it is, and with the rules of :mod:`worker.preprocess`
+for these accidents switched off (:data:`RULES`), so the table shows what they
+are worth. Prints a table and writes ``bench/results/robustness.{json,md}``.
 """
 
 from __future__ import annotations
@@ -60,8 +58,8 @@ _X = np.arange(CANVAS, dtype=np.float32)[None, :]
 _R = np.hypot(*np.mgrid[:CANVAS, :CANVAS].astype(np.float32) - CANVAS / 2) / (CANVAS / np.sqrt(2))
 
 
-def versions(ink: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
-    """One pen drawing (ink map, 1 = ink) as every page of the table."""
+def versions(ink: np.ndarray, thin: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
+    """One pen drawing (ink map, 1 = ink; ``thin``: its 1 px line, bool) as every page of the table."""
     page = np.round(255 * (1 - ink)).astype(np.uint8)
     f = page.astype(np.float32)
     noisy = f + rng.normal(0, 10, f.shape)
@@ -76,6 +74,7 @@ def versions(ink: np.ndarray, rng: np.random.Generator) -> dict[str, bytes]:
         "vignette, corners -70": _png(np.clip(f - 70 * _R**2, 0, 255).astype(np.uint8)),
         "photo: gradient, noise, JPEG": _jpeg(np.clip(
             f * 0.8 + 30 - 42 * _X / (CANVAS - 1) + rng.normal(0, 4, f.shape), 0, 255).astype(np.uint8), 70),
+        "pencil: a 1 px line, no anti-aliasing": _png(np.where(thin, 0, 255).astype(np.uint8)),
         "frame along the border, 4 px": _png(_framed(page, 4)),
         "sheet on a desk, 24 px around it, JPEG": _jpeg(np.pad(page, 24, constant_values=70), 85),
     }
@@ -87,18 +86,26 @@ def _framed(page: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+#: The settings of :mod:`worker.preprocess` that the second column switches off:
+#: the stray-mark, faint-ink, marker, uneven-light, frame and thin-line rules.
+RULES = ("STRAY_MASS", "_FAINT_FLOOR_U8", "BLOB_EXTENT_PER_WIDTH", "_SHADE_U8", "PAGE_SHARE", "THIN_STROKE")
+
+
 def _rules_off() -> Callable[[], None]:
-    """Switch the stray-mark, faint-ink, marker, uneven-light and frame rules off; returns the undo."""
+    """Switch the :data:`RULES` off; returns the undo."""
     from worker import preprocess as P
 
-    saved = P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8, P.PAGE_SHARE
+    saved = [getattr(P, n) for n in RULES]
     # Every piece joins; faint ink is not ink; every mark is held to the taps'
-    # rule; no page reads as shaded; the border's colour is always the page's.
-    P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8, P.PAGE_SHARE = (
-        0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0)
+    # rule; no page reads as shaded; the border's colour is always the page's;
+    # no stroke is too thin to average down.
+    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0)
+    for n, v in zip(RULES, off):
+        setattr(P, n, v)
 
     def undo() -> None:
-        P.STRAY_MASS, P._FAINT_FLOOR_U8, P.BLOB_EXTENT_PER_WIDTH, P._SHADE_U8, P.PAGE_SHARE = saved
+        for n, v in zip(RULES, saved):
+            setattr(P, n, v)
 
     return undo
 
@@ -122,7 +129,8 @@ def run(images: int, seed: int) -> dict:
     for i in idx:
         rng = np.random.default_rng([seed, int(i)])
         ink = pen_ink(X[i], rng, float(rng.uniform(0.025, 0.07)))
-        for name, data in versions(ink, rng).items():
+        thin = pen_ink(X[i], np.random.default_rng([seed, int(i)]), 1 / CANVAS) >= 0.5
+        for name, data in versions(ink, thin, rng).items():
             pages.setdefault(name, []).append(data)
         marker = pen_ink(X[i], rng, 0.10)
         pages.setdefault("marker, a tenth of the canvas wide", []).append(
@@ -151,7 +159,7 @@ def run(images: int, seed: int) -> dict:
 def markdown(r: dict) -> str:
     lines = [f"Pen drawings of {r['images']} test images as dark ink on opaque pages (seed {r['seed']}, "
              f"model {r['model_version']}, {r['seconds']:.0f} s).", "",
-             "| page | accuracy | without the stray-mark, faint-ink, marker, uneven-light and frame rules |", "| --- | ---: | ---: |"]
+             "| page | accuracy | without the rules for it |", "| --- | ---: | ---: |"]
     for name, v in r["rows"].items():
         lines.append(f"| {name} | {100 * v['with_rules']:.1f}% | {100 * v['without_rules']:.1f}% |")
     return "\n".join(lines) + "\n"

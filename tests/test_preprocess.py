@@ -258,6 +258,24 @@ def test_small_thin_one_is_not_blank():
 # --------------------------------------------------------------------------- stray marks
 
 
+@pytest.mark.parametrize("size", [280, 420])
+def test_a_one_pixel_line_keeps_its_shape(reference, size, monkeypatch):
+    """A 1 px line (a pencil tool, a thin brush on a big canvas) is far thinner
+    than a pixel of the work size: averaged down it fades into a faint, broken
+    trace. It comes out as the same glyph drawn with a pen."""
+    im = Image.new("L", (size, size), 255)
+    d = ImageDraw.Draw(im)
+    s = size / 280
+    x0, y0, x1, y1 = 75 * s, 50 * s, 175 * s, 210 * s
+    d.line([(x0, y1), (x0, y0), (x1, y0)], fill=0, width=1)
+    d.line([(x0, (y0 + y1) / 2), (x0 + 75 * s, (y0 + y1) / 2)], fill=0, width=1)
+    data = png(im)
+    corr = np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1]
+    assert corr > 0.9
+    monkeypatch.setattr(P, "THIN_STROKE", 0.0)
+    assert np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1] < corr - 0.05
+
+
 def _ink_png(ink: np.ndarray) -> bytes:
     arr = np.zeros(ink.shape + (4,), np.uint8)
     arr[..., 3] = np.round(np.clip(ink, 0, 1) * 255)

@@ -393,11 +393,12 @@ def test_uneven_light_leaves_thick_strokes_whole():
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_even_pages_are_left_alone(name, monkeypatch):
-    def shade_removed(_ink):
-        raise AssertionError("an even page was treated as shaded")
+def test_even_pages_whose_border_is_the_page_are_left_alone(name, monkeypatch):
+    def never(_ink):
+        raise AssertionError("an even page was treated as shaded, or its border as a frame")
 
-    monkeypatch.setattr(P, "_without_shade", shade_removed)
+    monkeypatch.setattr(P, "_without_shade", never)
+    monkeypatch.setattr(P, "without_frame", never)
     preprocess(VARIANTS[name])
 
 
@@ -437,15 +438,6 @@ def test_a_frame_along_the_border_is_not_the_page(reference, name, monkeypatch):
     except BlankImage:
         border_taken = 0.0
     assert border_taken < 0.8
-
-
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_pages_whose_border_is_the_page_keep_it(name, monkeypatch):
-    def framed(_ink):
-        raise AssertionError("the border was not taken for the page")
-
-    monkeypatch.setattr(P, "without_frame", framed)
-    preprocess(VARIANTS[name])
 
 
 def test_to_emnist_rejects_bad_shapes():

@@ -29,13 +29,17 @@ _NOT_JSON = ("multipart/", "image/", "application/octet-stream")
 def read_body(model: type[M]) -> M:
     """The request body validated against ``model``: 400 ``invalid_json`` or
     ``validation_failed``; 415 ``unsupported_media_type`` for a compressed body,
-    and for a form or file upload that is not JSON."""
+    and for a form or file upload that is not JSON. A leading UTF-8 byte order
+    mark is skipped (RFC 8259 lets a parser ignore it)."""
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding!r} is not supported; send the JSON body uncompressed.")
+    body = request.get_data(cache=False)
+    if body[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (some Windows tools write one)
+        body = body[3:]
     try:
-        return model.model_validate_json(request.get_data(cache=False))
+        return model.model_validate_json(body)
     except ValidationError as exc:
         problems = exc.errors(include_url=False, include_input=False)
         if any(p["type"] == "json_invalid" for p in problems):

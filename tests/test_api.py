@@ -71,6 +71,9 @@ def test_bodies_that_are_not_json_are_415_with_a_hint(client, url, key):
     assert resp.status_code == 202
     resp = client.post(url, data=b"{nope", content_type="text/plain")
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_json"
+    # A UTF-8 byte order mark before the JSON (PowerShell's Out-File writes one).
+    resp = client.post("/v1/jobs", data=b'\xef\xbb\xbf{"images": ["AAAA"]}', content_type="application/json")
+    assert resp.status_code == 202
 
 
 def test_wrong_method_is_json_405(client):

@@ -19,7 +19,17 @@ def test_data_urls_and_bare_base64_decode_alike():
     assert decode_base64(b64[:8] + "\n" + b64[8:], max_bytes=100) == raw
 
 
-@pytest.mark.parametrize("text", ["!!!", "abc", "data:image/png,abcd", "data:;base64", "é" * 8])
+def test_what_other_clients_send_decodes_too():
+    raw = b"\x89PNG\r\n\x1a\n!\xfb\xef\xbe\xff\xff\xff-some"  # base64: ...h++++////LXNvbWU=
+    b64 = base64.b64encode(raw).decode()
+    assert "+" in b64 and "/" in b64 and b64.endswith("=")
+    assert decode_base64("DATA:Image/PNG;Base64," + b64, max_bytes=100) == raw
+    assert decode_base64(base64.urlsafe_b64encode(raw).decode(), max_bytes=100) == raw
+    assert decode_base64(b64.rstrip("="), max_bytes=100) == raw
+    assert decode_base64("\r\n".join(b64[i:i + 8] for i in range(0, len(b64), 8)), max_bytes=100) == raw
+
+
+@pytest.mark.parametrize("text", ["!!!", "abcde", "ab*d", "data:image/png,abcd", "data:;base64", "é" * 8])
 def test_invalid_base64(text):
     with pytest.raises(InvalidBase64):
         decode_base64(text, max_bytes=100)

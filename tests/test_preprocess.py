@@ -412,11 +412,13 @@ def _framed_pages() -> dict[str, bytes]:
     framed[:4], framed[-4:], framed[:, :4], framed[:, -4:] = 20, 20, 20, 20
     out["L black frame"] = png(Image.fromarray(framed, "L"))
     rgb = np.dstack([page] * 3)
-    rgb[:6], rgb[-6:], rgb[:, :6], rgb[:, -6:] = (200, 30, 30), (200, 30, 30), (200, 30, 30), (200, 30, 30)
+    red = (200, 30, 30)
+    rgb[:6], rgb[-6:], rgb[:, :6], rgb[:, -6:] = red, red, red, red
     out["RGB red frame"] = png(Image.fromarray(rgb, "RGB"))
     alpha = np.round(255 * INK).astype(np.uint8)
     alpha[:3], alpha[-3:], alpha[:, :3], alpha[:, -3:] = 255, 255, 255, 255
-    out["RGBA frame on transparent"] = png(Image.fromarray(np.dstack([np.zeros((280, 280, 3), np.uint8), alpha]), "RGBA"))
+    black = np.zeros((280, 280, 3), np.uint8)
+    out["RGBA frame on transparent"] = png(Image.fromarray(np.dstack([black, alpha]), "RGBA"))
     desk = np.pad(page, 24, constant_values=70)
     out["L sheet on a desk, JPEG"] = png(Image.fromarray(desk, "L").convert("RGB"), "JPEG", quality=85)
     return out

@@ -35,7 +35,8 @@ Ink semantics, mirrored from ``preprocess._ink_u8`` (kept bit-exact, see
   transparent background) ``None`` - the Pillow path's float premultiplied
   comparison is left to it.
 * opaque: background = ``int(np.median(border, axis=0))`` per channel (unless
-  something covers the border, a frame: ``preprocess.page_ink``) and ink = Chebyshev distance ``max_c |v_c - bg_c|``, computed in uint8 as
+  something covers the border, a frame: ``preprocess.page_ink``) and ink =
+  Chebyshev distance ``max_c |v_c - bg_c|``, computed in uint8 as
   ``max(v, bg) - min(v, bg)`` (exact, no overflow), which equals Pillow's
   ``ImageChops.difference`` + ``lighter``.
 """

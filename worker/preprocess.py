@@ -48,8 +48,8 @@ import io
 import math
 import struct
 import warnings
-from statistics import NormalDist
 from collections.abc import Callable
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -182,8 +182,9 @@ def _grid(a: np.ndarray) -> np.ndarray:
 
 
 def page_ink(a: np.ndarray, border_bg: Any, distance: Callable[[Any], np.ndarray]) -> np.ndarray:
-    """The uint8 ink map ``distance(page colour)`` of HxW(xC) pixels ``a``
-    whose border's median colour is ``border_bg`` (see :data:`PAGE_SHARE`)."""
+    """The uint8 ink map of HxW(xC) pixels ``a`` whose border's median colour
+    is ``border_bg``: ``distance(page colour)``, where ``distance`` gives the
+    ink map against a colour (see :data:`PAGE_SHARE`)."""
     ink = distance(border_bg)
     g = _grid(ink)
     if np.count_nonzero(g >= _FLOOR_U8) <= PAGE_SHARE * g.size:
@@ -218,7 +219,8 @@ def _ink_u8(im: Image.Image) -> Image.Image:
         else:
             scale = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
         gray = np.clip(arr / scale, 0.0, 1.0)
-        return _image(page_ink(gray, float(np.median(_border(gray))), lambda bg: _u8(np.abs(gray - float(bg)))))
+        return _image(page_ink(gray, float(np.median(_border(gray))),
+                               lambda bg: _u8(np.abs(gray - float(bg)))))
 
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
     if has_alpha:
@@ -234,12 +236,16 @@ def _ink_u8(im: Image.Image) -> Image.Image:
             # compare premultiplied colours against the page's.
             arr = np.asarray(rgba, dtype=np.float32) / 255.0
             pre = np.concatenate([arr[..., :3] * arr[..., 3:], arr[..., 3:]], axis=2)
-            return _image(page_ink(pre, np.median(_border(pre), axis=0), lambda bg: _u8(np.abs(pre - bg).max(axis=2))))
+            return _image(page_ink(pre, np.median(_border(pre), axis=0),
+                                   lambda bg: _u8(np.abs(pre - bg).max(axis=2))))
         rgb = rgba.convert("RGB")
     elif mode == "L":
         a = np.asarray(im)
-        return _image(page_ink(a, int(np.median(_border(a))),
-                               lambda bg: np.asarray(ImageChops.difference(im, Image.new("L", im.size, int(bg))))))
+
+        def difference(bg: Any) -> np.ndarray:
+            return np.asarray(ImageChops.difference(im, Image.new("L", im.size, int(bg))))
+
+        return _image(page_ink(a, int(np.median(_border(a))), difference))
     elif mode == "1":
         return _ink_u8(im.convert("L"))
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -382,6 +383,12 @@ class JobStore:
         with self.guard():
             ids = self.redis.zrangebyscore(keys.active(), "-inf", time.time() - older_than_s)
         return [i.decode() for i in ids]
+
+    def lock_requeue(self, ttl_s: float) -> bool:
+        """Take the lock of the search for lost chunks (one worker looks at a
+        time) for ``ttl_s`` seconds; False if another worker holds it."""
+        with self.guard():
+            return bool(self.redis.set(keys.requeue_lock(), os.getpid(), nx=True, px=int(ttl_s * 1000)))
 
     def missing(self, job_id: str, chunk_size: int) -> list[tuple[int, int]]:
         """``[start, stop)`` ranges, at most ``chunk_size`` long, of the items of a

@@ -8,6 +8,8 @@ are stored once in Redis), except a single ``/predict`` image.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from .settings import Settings
@@ -37,6 +39,14 @@ def lost_after_s(settings: Settings) -> float:
     """Seconds without progress after which a job's missing chunks count as lost:
     longer than any chunk held by a dead worker takes to come back."""
     return settings.visibility_timeout_s + 2 * restore_interval_s(settings) + 2 * settings.heartbeat_s
+
+
+def send_chunk(celery: Celery, job_id: str, start: int, stop: int, queued_at: float, *,
+               producer: Any = None) -> None:
+    """Queue items ``[start, stop)`` of a job for classification, stamped with
+    the time they were queued (the API's submit, the workers' search for lost
+    chunks: both speak the task's arguments through here)."""
+    celery.send_task(CLASSIFY_CHUNK, args=[job_id, start, stop, queued_at], producer=producer)
 
 
 def make_celery(settings: Settings, *, include: list[str] | None = None,

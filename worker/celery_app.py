@@ -56,14 +56,14 @@ def _start_heartbeat(**_: object) -> None:
         return
     from . import runtime
 
-    from inkq.queue import CLASSIFY_CHUNK
+    from inkq.queue import send_chunk
 
     from .tasks import requeue_lost
 
     s = runtime.settings()
 
     def publish(job_id: str, start: int, stop: int) -> None:
-        app.send_task(CLASSIFY_CHUNK, args=[job_id, start, stop, time.time()])
+        send_chunk(app, job_id, start, stop, time.time())
 
     _heartbeat_stop = heartbeat.start(
         connect(s.broker_url, timeout_s=5), runtime.model().version, s.heartbeat_s,

@@ -8,7 +8,6 @@ store and model.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Callable, TypeVar
 
@@ -103,7 +102,7 @@ def requeue_lost(store: JobStore, settings: Settings, publish: Callable[[str, in
     """
     if store.redis.llen(BULK_QUEUE):
         return 0
-    if not store.redis.set(keys.requeue_lock(), os.getpid(), nx=True, px=int(settings.heartbeat_s * 1000)):
+    if not store.lock_requeue(settings.heartbeat_s):
         return 0
     queued, after_s = 0, lost_after_s(settings)
     for job_id in store.stalled(after_s):

@@ -14,7 +14,7 @@ from inkq.errors import (
     Conflict, ImageTooLarge, InvalidImage, JobNotFound, PayloadTooLarge, StoreUnavailable,
     ValidationFailed)
 from inkq.jobstore import FINISHED, public
-from inkq.queue import CLASSIFY_CHUNK, DELIVER_WEBHOOK
+from inkq.queue import DELIVER_WEBHOOK, send_chunk
 from inkq.webhooks import validate_callback_url
 
 from ..auth import owner
@@ -103,8 +103,7 @@ def publish_chunks(job_id: str, total: int, chunk_size: int) -> None:
     now = time.time()
     with celery.producer_or_acquire() as producer:
         for start in range(0, total, chunk_size):
-            celery.send_task(CLASSIFY_CHUNK, args=[job_id, start, min(start + chunk_size, total), now],
-                             producer=producer)
+            send_chunk(celery, job_id, start, min(start + chunk_size, total), now, producer=producer)
 
 
 def notify(job_id: str) -> None:

@@ -8,8 +8,9 @@ tap of the pen, 5 or 11 px, at least 40 px from the character), sensor noise,
 JPEG compression, faint ink (light grey, 12% contrast), uneven light (a 60-level
 gradient, a vignette darkening the corners by 70, a photo: gradient, noise and
 JPEG together), a pencil's 1 px line, a border that is not the page (a frame
-drawn along it, a sheet photographed on a desk), and a marker a tenth of the
-canvas wide (drawn again, thick). Every version is classified through the full
+drawn along it, a sheet photographed on a desk), a client that stamps a dot
+per pointer event (the pen touching down 1.5 widths apart), and a marker a
+tenth of the canvas wide (drawn again, thick). Every version is classified through the full
 preprocessing twice: as it is, and with the rules of :mod:`worker.preprocess`
 for these accidents switched off (:data:`RULES`), so the table shows what they
 are worth. Prints a table and writes ``bench/results/robustness.{json,md}``.
@@ -87,8 +88,9 @@ def _framed(page: np.ndarray, k: int) -> np.ndarray:
 
 
 #: The settings of :mod:`worker.preprocess` that the second column switches off:
-#: the stray-mark, faint-ink, marker, uneven-light, frame and thin-line rules.
-RULES = ("STRAY_MASS", "_FAINT_FLOOR_U8", "BLOB_EXTENT_PER_WIDTH", "_SHADE_U8", "PAGE_SHARE", "THIN_STROKE")
+#: the stray-mark, faint-ink, marker, uneven-light, frame, thin-line and dotted-stroke rules.
+RULES = ("STRAY_MASS", "_FAINT_FLOOR_U8", "BLOB_EXTENT_PER_WIDTH", "_SHADE_U8", "PAGE_SHARE", "THIN_STROKE",
+         "DOT_PIECES")
 
 
 def _rules_off() -> Callable[[], None]:
@@ -98,8 +100,8 @@ def _rules_off() -> Callable[[], None]:
     saved = [getattr(P, n) for n in RULES]
     # Every piece joins; faint ink is not ink; every mark is held to the taps'
     # rule; no page reads as shaded; the border's colour is always the page's;
-    # no stroke is too thin to average down.
-    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0)
+    # no stroke is too thin to average down; no dots are joined.
+    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0, 0)
     for n, v in zip(RULES, off):
         setattr(P, n, v)
 
@@ -132,6 +134,10 @@ def run(images: int, seed: int) -> dict:
         thin = pen_ink(X[i], np.random.default_rng([seed, int(i)]), 1 / CANVAS) >= 0.5
         for name, data in versions(ink, thin, rng).items():
             pages.setdefault(name, []).append(data)
+        again = np.random.default_rng([seed, int(i)])
+        dotted = pen_ink(X[i], again, float(again.uniform(0.025, 0.07)), dots=1.5)
+        pages.setdefault("dotted: the pen touching down 1.5 widths apart", []).append(
+            _png(np.round(255 * (1 - dotted)).astype(np.uint8)))
         marker = pen_ink(X[i], rng, 0.10)
         pages.setdefault("marker, a tenth of the canvas wide", []).append(
             _png(np.round(255 * (1 - marker)).astype(np.uint8)))

@@ -102,11 +102,11 @@ def test_canvas_and_pen_fidelity(model, sample):
     marker = _rendered_accuracy(model, X, y, render_marker, 3)
     assert raw - canvas <= 0.04, (raw, canvas)
     assert raw - pen <= 0.07, (raw, pen)
-    # Pen drawings with settings training never sees: -3.09 points on the full test set.
+    # Pen drawings with settings training never sees: -3.08 points on the full test set.
     assert raw - marker <= 0.09, (raw, marker)
-    # With a stray dot beside them: -7.67 points on the full set (-45 if the dot were kept).
+    # With a stray dot beside them: -4.10 points on the full set (-45 if the dot were kept).
     stray = _rendered_accuracy(model, X, y, render_stray, 4)
-    assert raw - stray <= 0.15, (raw, stray)
+    assert raw - stray <= 0.09, (raw, stray)
 
 
 def test_throughput(model):

@@ -4,6 +4,7 @@ and a numeric match between preprocessed renderings and the training images."""
 from __future__ import annotations
 
 import io
+import math
 import struct
 import time
 import zlib
@@ -310,16 +311,21 @@ def test_glyph_box_keeps_the_dot_of_an_i_and_separate_strokes():
         a = np.zeros((size, size), np.uint8)
         for x0, y0, x1, y1 in rects:
             a[y0:y1, x0:x1] = 255
-        return P._glyph_box(a)
+        return P._glyph_box(a)[0]
 
     stem, dot = (30, 25, 34, 60), (30, 14, 34, 18)  # an 'i': the dot 0.2 of the stem above it
     assert box(stem, dot) == (30, 14, 34, 60)
     high_dot = (31, 2, 35, 6)  # 0.54 of the stem above, a little to the right
     assert box(stem, high_dot) == (30, 2, 35, 60)
-    # The same dot above a wide glyph is a stray mark; beside the stem too.
-    wide = (10, 40, 60, 60)
+    # The same dot above a wide or a round glyph is a stray mark; beside the
+    # stem too, and below it (no character has its dot there).
+    wide, round_ = (10, 40, 60, 60), (20, 25, 50, 60)
     assert box(wide, (33, 2, 37, 6)) == (10, 40, 60, 60)
+    assert box(round_, (33, 2, 37, 6)) == (20, 25, 50, 60)
     assert box(stem, (40, 40, 44, 44)) == (30, 25, 34, 60)
+    assert box((30, 2, 34, 40), (30, 56, 34, 60)) == (30, 2, 34, 40)
+    # A 'j': hook and stem 0.6 as wide as tall, its dot above.
+    assert box((20, 20, 41, 55), (37, 8, 41, 12)) == (20, 8, 41, 55)
     # A short stroke joins from farther than a dot does (the tail of a 'Q').
     body = (10, 10, 40, 40)
     assert box(body, (45, 36, 53, 39)) == (10, 10, 53, 40)
@@ -337,6 +343,54 @@ def test_glyph_box_keeps_the_dot_of_an_i_and_separate_strokes():
 def test_stray_marks_only_dots_still_blank():
     with pytest.raises(BlankImage):
         preprocess(_ink_png(_with_dots(np.zeros((280, 280), np.float32), [(140, 140)], 12)))
+
+
+def _dotted(segments, diameter: float, spacing: float, size: int = 280) -> np.ndarray:
+    """Discs stamped every ``spacing`` px along polyline ``segments``: a client
+    drawing a disc at each pointer event, the pen moving fast."""
+    im = Image.new("L", (size, size), 0)
+    d = ImageDraw.Draw(im)
+    r = diameter / 2
+    for (xa, ya), (xb, yb) in segments:
+        n = max(1, round(math.hypot(xb - xa, yb - ya) / spacing))
+        for t in np.linspace(0, 1, n + 1):
+            x, y = xa + t * (xb - xa), ya + t * (yb - ya)
+            d.ellipse([x - r, y - r, x + r, y + r], fill=255)
+    return np.asarray(im, np.float32) / 255
+
+
+# The strokes of INK's 'F' on the 280 px canvas.
+_F = [((75, 210), (75, 50)), ((75, 50), (175, 50)), ((75, 130), (150, 130))]
+
+
+@pytest.mark.parametrize(("diameter", "spacing"), [(20, 1.6), (14, 2.5), (8, 4.0)])
+def test_dotted_strokes_are_joined(reference, diameter, spacing, monkeypatch):
+    """A stroke drawn as a row of separate dots comes out as a stroke."""
+    data = _ink_png(_dotted(_F, diameter, diameter * spacing))
+    corr = np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1]
+    assert corr > 0.85
+    monkeypatch.setattr(P, "DOT_PIECES", 0)
+    assert np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1] < corr - 0.1
+
+
+def test_a_dotted_ring_is_closed(monkeypatch):
+    """The dots of an 'O' join all the way round (a tree through them alone
+    would leave it open), and not across it."""
+    from scipy import ndimage
+
+    k = np.linspace(0, 2 * np.pi, 25)
+    ring = list(zip(zip(140 + 80 * np.cos(k[:-1]), 140 + 100 * np.sin(k[:-1])),
+                    zip(140 + 80 * np.cos(k[1:]), 140 + 100 * np.sin(k[1:]))))
+    data = _ink_png(_dotted(ring, 8, 24))
+
+    def closed() -> bool:
+        out = preprocess(data)
+        inside = ndimage.label(out < 0.3)[0]
+        return inside[14, 14] != 0 and inside[14, 14] != inside[0, 0] and out[14, 14] < 0.1
+
+    assert closed()
+    monkeypatch.setattr(P, "DOT_LOOP_HOPS", 1000)
+    assert not closed()
 
 
 # --------------------------------------------------------------------------- uneven light

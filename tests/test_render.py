@@ -136,3 +136,20 @@ def test_stray_is_the_pen_drawing_plus_one_dot_away_from_it(images):
         if n >= 2 and abs(int(h) - int(w)) <= 2 and ndimage.distance_transform_edt(~rest)[dot].min() >= STRAY_DISTANCE:
             dots += 1
     assert dots >= 9, dots
+
+
+def test_dotted_pen_touches_down_apart_along_the_same_trace(images):
+    """``dots``: separate discs of the pen's width, at least that many widths
+    apart, all on the continuous drawing made with the same draws."""
+    from scipy import ndimage
+
+    for i, x in enumerate(images[:8]):
+        wf = 0.05
+        full = pen_ink(x, np.random.default_rng(i), wf) >= 0.5
+        dotted = pen_ink(x, np.random.default_rng(i), wf, dots=1.5) >= 0.5
+        assert dotted.any() and not (dotted & ~full).any()
+        labels, n = ndimage.label(dotted, structure=np.ones((3, 3)))
+        centres = np.array(ndimage.center_of_mass(dotted, labels, range(1, n + 1)))
+        gaps = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1)) + np.eye(n) * 1e9
+        assert n >= 3 and gaps.min() >= 1.5 * wf * CANVAS - 1.5
+        assert dotted.sum() < 0.7 * full.sum()

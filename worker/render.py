@@ -162,12 +162,14 @@ def _thin(mask: np.ndarray) -> np.ndarray:
 
 def _trace(img28: np.ndarray, rng: np.random.Generator, width_frac: float, *, canvas: int = CANVAS,
            size: tuple[float, float] = (0.30, 0.90), up: int = 4, resample: int = Image.BICUBIC,
-           level: int = 128) -> np.ndarray:
+           level: int = 128, dots: float = 0.0) -> np.ndarray:
     """The glyph's skeleton re-traced with a round pen: an ink map (canvas x canvas).
 
     The glyph is upsampled ``up`` times (``resample``), binarised at ``level``
     and thinned; the skeleton is placed at ``size`` of the canvas and drawn
-    with a pen ``width_frac`` of the canvas wide.
+    with a pen ``width_frac`` of the canvas wide. With ``dots`` > 0 the pen
+    only touches down at points at least ``dots`` pen widths apart (a client
+    stamping a disc per pointer event, the pen moving fast).
     """
     a = _glyph(_as_float(img28))
     radius = width_frac * canvas / 2.0
@@ -201,14 +203,28 @@ def _trace(img28: np.ndarray, rng: np.random.Generator, width_frac: float, *, ca
         pts_y.append(py[i] + (py[j] - py[i]) * tt)
     allx = np.clip(np.round(np.concatenate(pts_x) - 0.5).astype(int), 0, canvas - 1)
     ally = np.clip(np.round(np.concatenate(pts_y) - 0.5).astype(int), 0, canvas - 1)
+    if dots > 0:
+        allx, ally = _spaced(allx, ally, dots * 2 * radius)
     free[ally, allx] = False
     dist = ndimage.distance_transform_edt(free)
     return np.clip(radius + 0.5 - dist, 0.0, 1.0).astype(np.float32)
 
 
-def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float) -> np.ndarray:
-    """The pen drawing of :func:`render_pen` as an ink map (CANVAS x CANVAS float32)."""
-    return _trace(img28, rng, width_frac)
+def _spaced(x: np.ndarray, y: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """The points (in order) that lie at least ``step`` from every point kept before them."""
+    kx: list[int] = []
+    ky: list[int] = []
+    for a, b in zip(x.tolist(), y.tolist()):
+        if all((a - c) ** 2 + (b - d) ** 2 >= step * step for c, d in zip(kx, ky)):
+            kx.append(a)
+            ky.append(b)
+    return np.array(kx), np.array(ky)
+
+
+def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float, dots: float = 0.0) -> np.ndarray:
+    """The pen drawing of :func:`render_pen` as an ink map (CANVAS x CANVAS float32);
+    ``dots``: see :func:`_trace`."""
+    return _trace(img28, rng, width_frac, dots=dots)
 
 
 def render_pen(img28: np.ndarray, rng: np.random.Generator, width_frac: float | None = None) -> bytes:

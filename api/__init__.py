@@ -28,6 +28,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         settings = settings.replace(**overrides)
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    # A job's images may come as files of a multipart form, one part each.
+    app.config["MAX_FORM_PARTS"] = settings.max_images_per_job + 64
     app.extensions["inkq"] = Services.create(settings)
 
     register_error_handlers(app)

@@ -22,7 +22,7 @@ _ERRORS = {
     401: "An API key is required and was missing, unknown or revoked (`unauthorized`).",
     404: "No such job: unknown, expired, or created with another key (`job_not_found`).",
     413: "The body, the job or the image exceeds a limit (`payload_too_large`, `image_too_large`).",
-    415: "The body is compressed, or a form or file upload rather than JSON (`unsupported_media_type`).",
+    415: "The body is compressed, or one image sent as a whole job's body (`unsupported_media_type`).",
     422: "The image could not be classified (`invalid_base64`, `invalid_image`, `blank_image`, ...).",
     429: "Rate limited (`rate_limited`); retry after the `Retry-After` seconds.",
     503: "Redis unavailable or no worker running (`store_unavailable`, `no_workers`).",
@@ -52,6 +52,16 @@ def _errors(*codes: int) -> dict[str, Any]:
     return out
 
 
+#: An image file: a form upload's part, or the whole body.
+_BINARY = {"type": "string", "format": "binary", "description": "The image file (PNG, JPEG, WebP, GIF, BMP)."}
+
+
+def _form(field: str, *, many: bool, **others: dict) -> dict[str, Any]:
+    """A multipart form carrying the image files in ``field`` (in order), plus ``others``."""
+    files = {"type": "array", "items": _BINARY} if many else _BINARY
+    return {"type": "object", "required": [field], "properties": {field: files, **others}}
+
+
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 #: What any /v1 or /predict request may meet: a key problem, the rate limit, Redis down.
 _GUARDED = (401, 429, 503)
@@ -63,11 +73,15 @@ def _paths() -> dict[str, Any]:
             "operationId": "createJob",
             "summary": "Submit a bulk job",
             "description": "Stores the images and queues them in chunks. A bad image is an error "
-                           "on its item, not on the request.",
+                           "on its item, not on the request. The images may also come as files of a "
+                           "multipart form, in `images`, in order.",
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                             "schema": {"type": "string", "maxLength": 255},
                             "description": "A retried submit with the same key returns the same job."}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobCreate")}}},
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("JobCreate")},
+                "multipart/form-data": {"schema": _form("images", many=True, callback_url={"type": "string"})},
+            }},
             "responses": {
                 "202": _json("JobDocument", "Accepted and queued.",
                              {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}}),
@@ -107,8 +121,15 @@ def _paths() -> dict[str, Any]:
         }},
         "/predict": {"post": {
             "operationId": "predict", "summary": "Classify one image now",
-            "description": "Goes through the same queue and workers as bulk jobs, on its own queue.",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PredictRequest")}}},
+            "description": "Goes through the same queue and workers as bulk jobs, on its own queue. "
+                           "The image may also come as the file `image` of a multipart form, or as "
+                           "the body itself.",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("PredictRequest")},
+                "multipart/form-data": {"schema": _form("image", many=False)},
+                "image/*": {"schema": _BINARY},
+                "application/octet-stream": {"schema": _BINARY},
+            }},
             "responses": {"200": _json("Prediction", "The top-5 characters."),
                           **_errors(400, *_GUARDED, 413, 415, 422, 504)},
         }},

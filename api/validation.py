@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+import base64
+from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
@@ -20,35 +21,81 @@ def max_image_chars(max_image_bytes: int) -> int:
     return max_image_bytes * 4 // 3 + _PREFIX_SLACK
 
 
-#: Content types that say the body is something other than JSON. Any other
-#: type (none, text/plain as fetch() sends strings, or curl -d's form type)
-#: is parsed as JSON all the same.
-_NOT_JSON = ("multipart/", "image/", "application/octet-stream")
+#: Content types of a body that is the image itself (``curl --data-binary @x.png``).
+_RAW_IMAGE = ("image/", "application/octet-stream")
 
 
 def read_body(model: type[M]) -> M:
     """The request body validated against ``model``: 400 ``invalid_json`` or
-    ``validation_failed``; 415 ``unsupported_media_type`` for a compressed body,
-    and for a form or file upload that is not JSON. A leading UTF-8 byte order
-    mark is skipped (RFC 8259 lets a parser ignore it)."""
+    ``validation_failed``; 415 ``unsupported_media_type`` for a compressed body.
+
+    JSON is read whatever the content type says (fetch() sends strings as
+    text/plain, curl -d as a form); a leading UTF-8 byte order mark is
+    skipped (RFC 8259 lets a parser ignore it). Images may also arrive as
+    files: a multipart form (``curl -F image=@x.png``; a job's in ``images``,
+    in order, its other fields as form fields), or for one image the body
+    itself. They are base64-encoded here, so the rest of the service sees
+    the same request either way.
+    """
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise UnsupportedMediaType(
-            f"Content-Encoding {encoding!r} is not supported; send the JSON body uncompressed.")
+            f"Content-Encoding {encoding!r} is not supported; send the body uncompressed.")
+    field, many = _image_field(model)
+    if request.mimetype == "multipart/form-data":
+        return _validated(model, _form(field, many))
+    if request.mimetype.startswith(_RAW_IMAGE):
+        if many:
+            raise UnsupportedMediaType(
+                f"A body of {request.mimetype} holds one image; send a job's images as JSON or as "
+                f"files named {field!r} in a multipart form.")
+        return _validated(model, {field: _b64(request.get_data(cache=False))})
     body = request.get_data(cache=False)
     if body[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (some Windows tools write one)
         body = body[3:]
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        problems = exc.errors(include_url=False, include_input=False)
-        if any(p["type"] == "json_invalid" for p in problems):
-            if request.mimetype.startswith(_NOT_JSON):
-                raise UnsupportedMediaType(
-                    f"The body must be JSON (application/json), not {request.mimetype}; images travel "
-                    "inside it as base64 strings or data URLs.") from None
+        if any(p["type"] == "json_invalid" for p in exc.errors(include_url=False, include_input=False)):
             raise InvalidJSON("The request body is not valid JSON.") from None
-        described = "; ".join(
-            f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems[:3])
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValidationFailed(f"The request does not match the schema: {described}{more}.") from None
+        raise _failed(exc) from None
+
+
+def _image_field(model: type[BaseModel]) -> tuple[str, bool]:
+    """The model's image field, and whether it holds a list of images."""
+    return ("images", True) if "images" in model.model_fields else ("image", False)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _form(field: str, many: bool) -> dict[str, Any]:
+    """A multipart form as the JSON body it stands for."""
+    files = request.files.getlist(field)
+    if not files:  # files under other names: take them all, in the order sent
+        files = [f for _, f in request.files.items(multi=True)]
+    data: dict[str, Any] = {k: v for k, v in request.form.items() if k != field}
+    images = [_b64(f.read()) for f in files] or request.form.getlist(field)
+    if many:
+        data[field] = images
+    elif len(images) > 1:
+        raise ValidationFailed(f"One image per request here, and the form holds {len(images)}; "
+                               "send several as a job (POST /v1/jobs).")
+    elif images:
+        data[field] = images[0]
+    return data
+
+
+def _validated(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _failed(exc) from None
+
+
+def _failed(exc: ValidationError) -> ValidationFailed:
+    problems = exc.errors(include_url=False, include_input=False)
+    described = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return ValidationFailed(f"The request does not match the schema: {described}{more}.")

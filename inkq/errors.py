@@ -109,7 +109,7 @@ class PayloadTooLarge(InkqError):
 
 
 class UnsupportedMediaType(InkqError):
-    """The body is not JSON in a way a client can fix: a compressed body, a form or a file upload."""
+    """The body is in a form the API does not read: compressed, or one image sent as a whole job."""
 
     status_code = 415
     code = "unsupported_media_type"

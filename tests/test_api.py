@@ -49,7 +49,7 @@ def test_oversized_and_empty_images_are_item_errors(client):
 
 
 @pytest.mark.parametrize("url, key", [("/v1/jobs", "images"), ("/predict", "image")])
-def test_bodies_that_are_not_json_are_415_with_a_hint(client, url, key):
+def test_compressed_bodies_are_415_with_a_hint(client, url, key):
     import gzip
     import json
 
@@ -59,12 +59,60 @@ def test_bodies_that_are_not_json_are_415_with_a_hint(client, url, key):
     assert resp.status_code == 415
     assert resp.get_json()["error"]["code"] == "unsupported_media_type"
     assert "uncompressed" in resp.get_json()["error"]["message"]
-    for content_type, data in (("image/png", b"\x89PNG\r\n\x1a\n"),
-                               ("multipart/form-data; boundary=x", b"--x\r\n\r\n--x--\r\n"),
-                               ("application/octet-stream", b"\x00\x01")):
-        resp = client.post(url, data=data, content_type=content_type)
-        assert resp.status_code == 415, content_type
-        assert "must be JSON" in resp.get_json()["error"]["message"]
+    # A job's images are many: a body that is one image is not a job.
+    resp = client.post("/v1/jobs", data=b"\x89PNG\r\n\x1a\n", content_type="image/png")
+    assert resp.status_code == 415 and "multipart" in resp.get_json()["error"]["message"]
+
+
+def test_a_job_of_files_in_a_multipart_form(client):
+    """Files in ``images``, in order, each stored as the base64 a JSON body would carry."""
+    import base64
+    import io
+
+    from inkq import keys
+
+    files = [(io.BytesIO(b"\x89PNG-first"), "a.png"), (io.BytesIO(b""), "empty.png"),
+             (io.BytesIO(b"GIF89a"), "c.gif")]
+    resp = client.post("/v1/jobs", data={"images": files}, content_type="multipart/form-data")
+    assert resp.status_code == 202, resp.get_json()
+    job = resp.get_json()
+    assert job["total"] == 3 and job["failed"] == 1  # the empty file, refused up front
+    redis = client.application.extensions["inkq"].store.redis
+    assert redis.lrange(keys.images(job["id"]), 0, -1) == [
+        base64.b64encode(b"\x89PNG-first"), b"", base64.b64encode(b"GIF89a")]
+    # Files under any other name are taken in the order sent; form fields are the body's.
+    resp = client.post("/v1/jobs", data={"file": (io.BytesIO(b"x"), "x.png"), "callback_url": "http://x"},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 400 and "callback_url" in resp.get_json()["error"]["message"]
+    for data in ({}, {"other": "field"}):
+        resp = client.post("/v1/jobs", data=data, content_type="multipart/form-data")
+        assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "validation_failed"
+    # The limits hold as for JSON: images per job, then bytes per image.
+    resp = client.post("/v1/jobs", data={"images": [(io.BytesIO(b"x"), f"{i}.png") for i in range(4)]},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 413
+    resp = client.post("/v1/jobs", data={"images": [(io.BytesIO(b"x" * 600), "big.png")]},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 202 and resp.get_json()["failed"] == 1
+
+
+def test_predict_takes_one_file(client):
+    import io
+
+    two = {"image": [(io.BytesIO(b"a"), "a.png"), (io.BytesIO(b"b"), "b.png")]}
+    resp = client.post("/predict", data=two, content_type="multipart/form-data")
+    assert resp.status_code == 400 and "POST /v1/jobs" in resp.get_json()["error"]["message"]
+    resp = client.post("/predict", data={}, content_type="multipart/form-data")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "validation_failed"
+    resp = client.post("/predict", data={"image": (io.BytesIO(b"x" * 600), "big.png")},
+                       content_type="multipart/form-data")
+    assert resp.status_code == 413
+    resp = client.post("/predict", data=b"x" * 600, content_type="image/png")
+    assert resp.status_code == 413
+
+
+@pytest.mark.parametrize("url", ["/v1/jobs", "/predict"])
+def test_json_is_read_whatever_its_label(client, url):
     # A JSON body is read whatever it is labelled (fetch() sends strings as
     # text/plain, curl -d as a form); a broken one is then plain invalid JSON.
     resp = client.post("/v1/jobs", data=b'{"images": ["AAAA"]}', content_type="application/x-www-form-urlencoded")

@@ -97,6 +97,27 @@ def test_predict_clear_drawings(live_service, clear_pngs):
         assert client.post("/predict", json={"image": bare}).json()["prediction"] == clear_pngs[0][1]
 
 
+def test_images_as_files(live_service, clear_pngs):
+    """`curl -F image=@x.png`, `curl --data-binary @x.png -H 'Content-Type: image/png'`
+    and a job of files get the answers a JSON body gets."""
+    png, char = clear_pngs[0]
+    with live_service.client() as client:
+        expected = client.post("/predict", json={"image": data_url(png)}).json()
+        resp = client.post("/predict", files={"image": ("drawing.png", png, "image/png")})
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == expected and expected["prediction"] == char
+        resp = client.post("/predict", content=png, headers={"Content-Type": "image/png"})
+        assert resp.status_code == 200 and resp.json() == expected
+        files = [("images", (f"{i}.png", p, "image/png")) for i, (p, _) in enumerate(clear_pngs)]
+        files.insert(1, ("images", ("broken.png", b"\x89PNG broken", "image/png")))
+        job = client.post("/v1/jobs", files=files)
+        assert job.status_code == 202, job.text
+        wait_finished(client, job.json()["id"])
+        items = client.get(f"/v1/jobs/{job.json()['id']}/results").json()["items"]
+    assert items[1]["error"]["code"] == "invalid_image"
+    assert [it["prediction"] for i, it in enumerate(items) if i != 1] == [c for _, c in clear_pngs]
+
+
 def test_predict_bad_images_are_4xx(live_service):
     with live_service.client() as client:
         resp = client.post("/predict", json={"image": base64.b64encode(b"GIF89a-nope").decode()})

@@ -73,7 +73,7 @@ def _b64(data: bytes) -> str:
 def _form(field: str, many: bool) -> dict[str, Any]:
     """A multipart form as the JSON body it stands for."""
     files = request.files.getlist(field)
-    if not files:  # files under other names: take them all, in the order sent
+    if not files:  # files under other names: take them all
         files = [f for _, f in request.files.items(multi=True)]
     data: dict[str, Any] = {k: v for k, v in request.form.items() if k != field}
     images = [_b64(f.read()) for f in files] or request.form.getlist(field)

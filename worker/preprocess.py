@@ -497,6 +497,8 @@ def _joined_dots(a: np.ndarray) -> np.ndarray:
     centres = np.array(ndimage.center_of_mass(a, labels, index))
     d = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1))
     tree = minimum_spanning_tree(d).tocoo()
+    if tree.nnz == 0:  # every centre in one place
+        return a
     step = np.median(tree.data)
     # The tree's edges, and the other short ones between dots at least
     # DOT_LOOP_HOPS apart along it: they close a loop (an 'O'), not a bend.
@@ -511,6 +513,7 @@ def _joined_dots(a: np.ndarray) -> np.ndarray:
         (y0, x0), (y1, x1) = centres[i], centres[j]
         draw.line([(x0, y0), (x1, y1)], fill=255, width=width)
     return np.asarray(im, dtype=np.float32) * np.float32(1 / 255)
+
 
 #: A stroke thinner than this (px at WORK_SIZE) is max-pooled, not averaged,
 #: down to the work size (see :func:`_to_emnist_u8`). The thinnest pen people

@@ -47,3 +47,27 @@ def test_augment_does_not_depend_on_the_slicing(monkeypatch, options):
     monkeypatch.setattr(T, "_AUGMENT_SLICE", 11)
     assert np.array_equal(T.augment(X, np.random.default_rng(4), **options), whole)
     assert not np.array_equal(T.augment(X, np.random.default_rng(5), **options), whole)
+
+
+def test_a_coarse_hog_beside_the_fine_one():
+    """``coarse_cell`` appends a HOG over bigger cells, pooled from the same
+    orientation maps, and leaves the other features as they were."""
+    X = _glyphs(50, seed=2)
+    fine = F.DeskewedFeatures(pixel_pool=2).transform(X)
+    both = F.DeskewedFeatures(pixel_pool=2, coarse_cell=7).transform(X)
+    assert both.shape == (50, 7 * 7 * 12 + 4 * 4 * 12 + 196)
+    D = F.deskew(X)
+    assert np.array_equal(both[:, :588], fine[:, :588]) and np.array_equal(both[:, -196:], fine[:, -196:])
+    assert np.allclose(both[:, 588:-196], F.hog(D, 7), atol=1e-6)
+    assert np.allclose(F.hog(D, 4, also=(7,)), np.hstack([F.hog(D, 4), F.hog(D, 7)]), atol=1e-6)
+
+
+def test_artifacts_pickled_before_the_coarse_hog_still_load():
+    import pickle
+
+    old = F.DeskewedFeatures(pixel_pool=2)
+    del old.__dict__["coarse_cell"]  # as pickled before the option existed
+    back = pickle.loads(pickle.dumps(old))
+    assert back.coarse_cell == 0 and back.get_params()["coarse_cell"] == 0
+    X = _glyphs(5)
+    assert np.array_equal(back.transform(X), F.DeskewedFeatures(pixel_pool=2).transform(X))

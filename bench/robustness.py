@@ -10,10 +10,11 @@ gradient, a vignette darkening the corners by 70, a photo: gradient, noise and
 JPEG together), a pencil's 1 px line, a border that is not the page (a frame
 drawn along it, a sheet photographed on a desk), a client that stamps a dot
 per pointer event (the pen touching down 1.5 widths apart), and a marker a
-tenth of the canvas wide (drawn again, thick). Every version is classified through the full
-preprocessing twice: as it is, and with the rules of :mod:`worker.preprocess`
-for these accidents switched off (:data:`RULES`), so the table shows what they
-are worth. Prints a table and writes ``bench/results/robustness.{json,md}``.
+tenth of the canvas wide (drawn again, thick). Every version is classified
+through the full preprocessing twice: as it is, and with the rules of
+:mod:`worker.preprocess` for these accidents switched off (:data:`RULES`), so
+the table shows what they are worth. Prints a table and writes
+``bench/results/robustness.{json,md}``.
 """
 
 from __future__ import annotations

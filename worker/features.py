@@ -134,7 +134,7 @@ def hog(X: np.ndarray, cell: int = 4, bins: int = 12, *, also: tuple[int, ...] =
     H = np.zeros(n * 28 * bins * 28, np.float32)
     H[base + b0 * 28] = w0
     H[base + b1 * 28] = w1
-    parts = [_pooled_cells(H, n, cell, bins) for cell in (cell, *also)]
+    parts = [_pooled_cells(H, n, size, bins) for size in (cell, *also)]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 

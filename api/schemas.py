@@ -7,7 +7,7 @@ drift from what the code accepts and returns.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
@@ -26,7 +26,11 @@ class _Strict(BaseModel):
 class JobCreate(_Strict):
     """A bulk job: images in order, each a base64 PNG or a ``data:image/png;base64,`` URL."""
 
-    images: list[StrictStr] = Field(min_length=1, description="Base64 PNGs or data URLs, in order.")
+    # Any JSON value is taken in the list, so that one item that is not a
+    # string (a null, a number) is an error on that item alone, like any other
+    # bad image; the schema still says what an item should be.
+    images: list[Any] = Field(min_length=1, description="Base64 PNGs or data URLs, in order.",
+                              json_schema_extra={"items": {"type": "string"}})
     callback_url: StrictStr | None = Field(
         None, description="POSTed the job's status document once when it ends "
         "(host must be on INKQ_WEBHOOK_ALLOWED_HOSTS).")

@@ -11,7 +11,7 @@ from kombu.exceptions import KombuError
 
 from inkq import metrics
 from inkq.errors import (
-    Conflict, ImageTooLarge, InvalidImage, JobNotFound, PayloadTooLarge, StoreUnavailable,
+    Conflict, ImageTooLarge, InvalidBase64, InvalidImage, JobNotFound, PayloadTooLarge, StoreUnavailable,
     ValidationFailed)
 from inkq.jobstore import FINISHED, public
 from inkq.queue import DELIVER_WEBHOOK, send_chunk
@@ -40,6 +40,16 @@ def parse_callback(body: JobCreate) -> str | None:
     return validate_callback_url(body.callback_url, s.webhook_hosts)
 
 
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
+
+
 def parse_images(body: JobCreate) -> tuple[list[str], dict[int, dict[str, str]]]:
     """Check a job's limits; returns the images and the items refused up front."""
     s = services().settings
@@ -51,7 +61,11 @@ def parse_images(body: JobCreate) -> tuple[list[str], dict[int, dict[str, str]]]
     max_chars = max_image_chars(s.max_image_bytes)
     rejected: dict[int, dict[str, str]] = {}
     for i, image in enumerate(images):
-        if not image:
+        if not isinstance(image, str):
+            rejected[i] = InvalidBase64(
+                f"The item is {_json_kind(image)}, not a base64 string or data URL.").to_dict()
+            images[i] = ""
+        elif not image:
             rejected[i] = InvalidImage("The image is empty.").to_dict()
         elif len(image) > max_chars:
             rejected[i] = ImageTooLarge(f"The image exceeds {s.max_image_bytes} bytes.").to_dict()

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel, ValidationError
 
-from inkq.errors import InvalidJSON, UnsupportedMediaType, ValidationFailed
+from inkq.errors import InvalidJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,7 +25,12 @@ def max_image_chars(max_image_bytes: int) -> int:
 _RAW_IMAGE = ("image/", "application/octet-stream")
 
 
-def read_body(model: type[M]) -> M:
+#: Commas a JSON body may hold beyond two per image (a data URL holds one, and
+#: one separates it from the next) and those of the other fields.
+_COMMA_SLACK = 64
+
+
+def read_body(model: type[M], max_images: int = 1) -> M:
     """The request body validated against ``model``: 400 ``invalid_json`` or
     ``validation_failed``; 415 ``unsupported_media_type`` for a compressed body.
 
@@ -36,6 +41,11 @@ def read_body(model: type[M]) -> M:
     in order, its other fields as form fields), or for one image the body
     itself. They are base64-encoded here, so the rest of the service sees
     the same request either way.
+
+    A JSON body is parsed whole before it is validated, at some 100 bytes of
+    memory a value, so a body of millions of tiny values (``[0,0,0,...]``) is
+    refused before parsing: one that holds more commas than ``max_images``
+    images can need is a 413.
     """
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
@@ -51,6 +61,9 @@ def read_body(model: type[M]) -> M:
                 f"files named {field!r} in a multipart form.")
         return _validated(model, {field: _b64(request.get_data(cache=False))})
     body = request.get_data(cache=False)
+    if body.count(b",") > 2 * max_images + _COMMA_SLACK:
+        raise PayloadTooLarge(f"The body holds more JSON values than a request of at most {max_images} "
+                              f"image{'s' if max_images > 1 else ''} can.", limit=max_images)
     if body[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (some Windows tools write one)
         body = body[3:]
     try:

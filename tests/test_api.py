@@ -135,3 +135,17 @@ def test_bad_paging_is_400(client, query):
     job = client.post("/v1/jobs", json={"images": [""]}).get_json()
     resp = client.get(f"/v1/jobs/{job['id']}/results?{query}")
     assert resp.status_code == 400
+
+
+@pytest.mark.parametrize("url", ["/v1/jobs", "/predict"])
+def test_a_body_of_countless_tiny_values_is_refused_before_parsing(client, url):
+    """Parsed, every JSON value costs about 100 bytes of memory: a body of a
+    million zeros would cost 100 MB before validation could refuse it."""
+    key = "images" if url == "/v1/jobs" else "image"
+    body = b'{"%s": [' % key.encode() + b",".join([b"0"] * 1000) + b"]}"
+    resp = client.post(url, data=body, content_type="application/json")
+    assert resp.status_code == 413 and "JSON values" in resp.get_json()["error"]["message"]
+    # The limit counts what real requests need: a data URL's comma, the list's.
+    urls = ["data:image/png;base64,AAAA"] * 3
+    resp = client.post("/v1/jobs", json={"images": urls})
+    assert resp.status_code == 202

@@ -76,7 +76,7 @@ def parse_images(body: JobCreate) -> tuple[list[str], dict[int, dict[str, str]]]
 @bp.post("/jobs")
 def create_job() -> Response:
     svc = services()
-    body = read_body(JobCreate)
+    body = read_body(JobCreate, svc.settings.max_images_per_job)
     images, rejected = parse_images(body)
     callback_url = parse_callback(body)
     who = owner()

@@ -39,6 +39,10 @@ from worker.render import render_canvas, render_marker, render_pen, render_stray
 #: Seed of the renderings, so every evaluation sees the same canvases.
 EVAL_SEED = 20261127
 
+#: The rendered evaluations, in report order: name, renderer, seed offset.
+RENDERINGS = (("canvas", render_canvas, 1), ("pen", render_pen, 2), ("marker", render_marker, 3),
+              ("stray", render_stray, 4))
+
 
 def _subset(X: np.ndarray, y: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if limit is None or limit >= len(X):
@@ -163,16 +167,12 @@ def evaluate(
     if confusion_png is not None:
         write_confusion_png(confusion_matrix(y, proba.argmax(1), len(labels)), labels, Path(confusion_png))
         out["confusion_png"] = str(confusion_png)
-    for name, on, render, s in (
-        ("canvas", canvas, render_canvas, seed + 1),
-        ("pen", pen, render_pen, seed + 2),
-        ("marker", marker, render_marker, seed + 3),
-        ("stray", stray, render_stray, seed + 4),
-    ):
-        if not on:
+    wanted = {"canvas": canvas, "pen": pen, "marker": marker, "stray": stray}
+    for name, render, offset in RENDERINGS:
+        if not wanted[name]:
             continue
         t0 = time.perf_counter()
-        p, failed = _predict_rendered(model, X, render, s)
+        p, failed = _predict_rendered(model, X, render, seed + offset)
         r = scores(p, y, labels)
         r["refused"] = failed
         r["delta_vs_raw"] = round(100 * (out["raw"]["top1"] - r["top1"]), 2)
@@ -196,7 +196,7 @@ def update_card_eval(card_path: str | Path, figures: dict) -> dict:
 
 def format_report(fig: dict) -> str:
     """The figures as a text table: top-1/top-5 per kind, then per-class recall."""
-    kinds = [k for k in ("raw", "canvas", "pen", "marker", "stray") if k in fig]
+    kinds = [k for k in ("raw", *(name for name, _, _ in RENDERINGS)) if k in fig]
     lines = [f"{'':18s}" + "".join(f"{k:>10s}" for k in kinds)]
     for metric in ("top1", "top5", "min_class_recall"):
         lines.append(f"{metric:18s}" + "".join(f"{fig[k][metric]:>10.4f}" for k in kinds))

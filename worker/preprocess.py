@@ -507,7 +507,7 @@ def _joined_dots(a: np.ndarray) -> np.ndarray:
     loops = np.triu((d <= DOT_LOOP * step) & (hops >= DOT_LOOP_HOPS), 1)
     pairs |= {(int(i), int(j)) for i, j in zip(*np.nonzero(loops))}
     width = max(1, round(2 * math.sqrt(np.median(area[dot]) / math.pi)))
-    im = Image.fromarray(np.round(a * 255).astype(np.uint8), "L")
+    im = _image(_u8(a))
     draw = ImageDraw.Draw(im)
     for i, j in pairs:
         (y0, x0), (y1, x1) = centres[i], centres[j]
@@ -580,8 +580,9 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     if pieces >= DOT_PIECES > 0:
         joined = _joined_dots(a)
         if joined is not a:
-            a, area, peak = joined, float(joined.sum()), 0  # peak 0: work is made again from a
+            a, area = joined, float(joined.sum())
             width = _stroke_width(a, area)
+            work, peak = _image(_u8(a)), 255  # at full contrast: the lines are drawn at 255
     rows = np.flatnonzero((a > 0.1).any(axis=1))
     cols = np.flatnonzero((a > 0.1).any(axis=0))
     gx0, gx1, gy0, gy1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
@@ -599,7 +600,7 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     s = (r * long_px - width) / (2.0 * (1.0 - r))
     s = min(max(s, -0.45 * width), long_px)
     if peak < 255:
-        work = Image.fromarray(np.round(a * 255).astype(np.uint8), "L")
+        work = _image(_u8(a))
     if abs(s) >= 0.125:
         bp = int(math.ceil(3 * _SIGMA + max(s, 0.0))) + 1
         padded = Image.new("L", (sw + 2 * bp, sh + 2 * bp), 0)

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from .settings import Settings
+from .transport import transport_for
 
 CLASSIFY_CHUNK = "inkq.classify_chunk"
 PREDICT = "inkq.predict"
@@ -88,6 +89,8 @@ def make_celery(settings: Settings, *, include: list[str] | None = None,
             # Consume queues in the order given (predict first), not round robin.
             "queue_order_strategy": "priority",
         },
+        # Drops a message that is not kombu's instead of stopping the worker.
+        broker_transport=transport_for(settings.broker_url),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
         broker_connection_max_retries=None,

@@ -222,3 +222,30 @@ def test_pool_processes_are_recycled(tmp_path, canvas_pngs):
             time.sleep(0.01)
         assert_exactly_once(service, job_id, len(images))
         assert len(seen) >= 3, f"pool processes seen: {seen}"
+
+
+#: What a queue can hold when something other than kombu writes to it.
+FOREIGN = [b"not json", b"\xff\xfe\x00", b"42", b'{"body": "x"}',
+           b'{"body": "@@@", "properties": {"delivery_tag": "t", "body_encoding": "base64"}}']
+
+
+def test_a_message_that_is_not_kombus_is_dropped_and_the_workers_go_on(stack, canvas_pngs):
+    """kombu decodes a message's envelope before Celery could reject it, so one
+    that is not kombu's JSON used to stop the worker that popped it."""
+    from inkq.queue import BULK_QUEUE, PREDICT_QUEUE
+
+    main, _ = worker_family(stack)
+    # BRPOP takes from the right: these are read before anything queued after them.
+    stack.redis.rpush(BULK_QUEUE, *FOREIGN)
+    stack.redis.rpush(PREDICT_QUEUE, *FOREIGN)
+    images = [data_url(png) for png, _ in canvas_pngs[:48]]
+    job_id = submit(stack.url, images)
+    wait_finished(stack.url, job_id)
+    assert_exactly_once(stack, job_id, len(images))
+    resp = httpx.post(f"{stack.url}/predict", json={"image": images[0]}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    wait_until(lambda: stack.redis.llen(BULK_QUEUE) == 0 and stack.redis.llen(PREDICT_QUEUE) == 0, 10,
+               "the queues to empty")
+    logs = "".join(stack.logs(name, tail=500_000) for name in stack.procs if name.startswith("worker"))
+    assert logs.count("dropped a message that is not a kombu message") == 2 * len(FOREIGN), logs[-3000:]
+    assert main.is_running() and stack.procs["worker0"].poll() is None

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from worker.model import load_model
-from worker.train import augment, canvas_normalise, pen_normalise, set_stroke_width, stroke_widths, train
+from worker.train import (augment, canvas_normalise, class_sampling, pen_normalise, set_stroke_width, stroke_widths,
+                          train)
 
 
 def test_train_small_subset(tmp_path, emnist_dir):
     out = tmp_path / "m.joblib"
     lines: list[str] = []
     card = train(emnist_dir, out, limit=2000, epochs=1, seed=3, members=2, canvas_mix=0.5, pen_mix=0.3,
+                 class_balance=0.5,
                  evaluate_test=True,
                  eval_limit=200, eval_renderings=False, command="pytest", progress=lines.append)
     assert out.exists() and out.with_suffix(".json").exists()
@@ -27,6 +29,10 @@ def test_train_small_subset(tmp_path, emnist_dir):
     assert any("epoch 1/1" in m for m in lines) and any("left" in m for m in lines)
     assert any("canvas-normalising" in m for m in lines) and any("even pen" in m for m in lines)
     assert on_disk["training"]["pen_mix"] == 0.3
+    assert on_disk["training"]["class_balance"] == 0.5
+    # The prior the model divides by is the one its epochs were drawn with.
+    prior = np.asarray(on_disk["class_prior"])
+    assert abs(prior.sum() - 1) < 1e-4
     assert on_disk["training"]["members"] == 2 and len(on_disk["training"]["best_epoch"]) == 2
     m = load_model(out)
     p = m.predict_proba(np.zeros((2, 28, 28), np.float32))
@@ -34,6 +40,27 @@ def test_train_small_subset(tmp_path, emnist_dir):
     # Only what prediction needs is pickled: no optimizer state, no second copy of the weights.
     for net in joblib.load(out)["pipeline"].steps[-1][1].estimators:
         assert net._optimizer is None and net._best_coefs is None and net._best_intercepts is None
+
+
+def test_class_sampling_draws_classes_by_a_power_of_their_size():
+    y = np.repeat(np.arange(3), [100, 400, 1600])
+    none, freq = class_sampling(y, 3, 0.0)
+    assert none is None
+    assert np.allclose(freq, np.array([101, 401, 1601]) / 2103)
+    for balance in (0.5, 1.0):
+        draw, prior = class_sampling(y, 3, balance)
+        assert draw.shape == y.shape and abs(draw.sum() - 1) < 1e-12
+        mass = np.bincount(y, weights=draw)
+        # the classes' shares of an epoch are the prior the model is corrected with
+        assert np.allclose(mass, np.array([100, 400, 1600]) ** (1 - balance)
+                           / (np.array([100, 400, 1600]) ** (1 - balance)).sum())
+        assert np.allclose(prior, mass, atol=2e-3)
+    assert np.allclose(class_sampling(y, 3, 1.0)[1], 1 / 3)
+    drawn = np.random.default_rng(0).choice(len(y), 60_000, p=class_sampling(y, 3, 0.5)[0])
+    assert np.allclose(np.bincount(y[drawn]) / 60_000, [1 / 7, 2 / 7, 4 / 7], atol=0.01)
+    # a class missing from a small subset still gets a (small) prior
+    draw, prior = class_sampling(np.array([0, 0, 2]), 3, 0.5)
+    assert prior[1] > 0 and draw[2] > draw[0]
 
 
 def test_augment_is_reproducible_and_sane():

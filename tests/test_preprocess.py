@@ -131,6 +131,44 @@ def test_upright_orientation():
     assert out[:, :14].sum() > out[:, 14:].sum() * 1.1
 
 
+def _with_orientation(im: Image.Image, orientation: int | None, fmt: str = "JPEG") -> bytes:
+    buf = io.BytesIO()
+    kw = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kw["exif"] = exif
+    im.convert("RGB").save(buf, fmt, quality=95, **kw)
+    return buf.getvalue()
+
+
+#: How a phone stores a photo held each way (EXIF orientation: the turn that
+#: brings the stored pixels upright).
+STORED = [(3, Image.ROTATE_180), (6, Image.ROTATE_90), (8, Image.ROTATE_270), (2, Image.FLIP_LEFT_RIGHT),
+          (5, Image.TRANSPOSE)]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("orientation,stored", STORED)
+def test_exif_orientation_is_applied_as_viewers_do(fmt, orientation, stored):
+    """A photo taken with the phone held sideways reads as the character it shows."""
+    page = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(page).line([(60, 60), (220, 60), (120, 240)], fill=0, width=14)  # a 7
+    upright = preprocess(_with_orientation(page, None, fmt))
+    turned = page.transpose(stored)
+    assert np.abs(preprocess(_with_orientation(turned, orientation, fmt)) - upright).mean() < 0.01
+    # without the tag the same pixels are another glyph: the test sees the turn
+    assert np.abs(preprocess(_with_orientation(turned, None, fmt)) - upright).mean() > 0.05
+
+
+def test_unreadable_exif_is_ignored():
+    page = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(page).line([(60, 60), (220, 60), (120, 240)], fill=0, width=14)
+    buf = io.BytesIO()
+    page.convert("RGB").save(buf, "JPEG", quality=95, exif=b"Exif\x00\x00MM\x00*\xff\xff\xff\xf0garbage")
+    assert np.abs(preprocess(buf.getvalue()) - preprocess(_with_orientation(page, None))).mean() < 0.01
+
+
 # --------------------------------------------------------------------------- errors
 
 

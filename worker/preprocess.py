@@ -53,7 +53,7 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
 from inkq.errors import BlankImage, ImageTooLarge, InvalidImage, UnsupportedFormat
 
@@ -64,7 +64,7 @@ ACCEPTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP
 MAX_PIXELS = 4_000_000
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "10"
+PREPROCESS_VERSION = "11"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -156,7 +156,26 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageTooLarge(f"image too large: {exc}") from exc
     except _PIL_ERRORS as exc:
         raise InvalidImage(f"corrupt or truncated image: {exc}") from exc
-    return im
+    return _upright(im)
+
+
+#: EXIF orientation tag: how a camera or phone says to turn the stored pixels.
+_ORIENTATION = 0x0112
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """The image turned the way its EXIF orientation says, as viewers show it.
+
+    A phone stores a photo as the sensor read it and records how it was held;
+    a sideways character is another character (or none). EXIF that cannot be
+    read is ignored: the pixels are still the image.
+    """
+    try:
+        if im.getexif().get(_ORIENTATION, 1) in (1, None):
+            return im
+        return ImageOps.exif_transpose(im)
+    except _PIL_ERRORS:
+        return im
 
 
 def _border(a: np.ndarray) -> np.ndarray:

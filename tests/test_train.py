@@ -8,9 +8,10 @@ import joblib
 import numpy as np
 import pytest
 
+from worker.emnist import load_split
 from worker.model import load_model
-from worker.train import (augment, canvas_normalise, class_sampling, pen_normalise, set_stroke_width, stroke_widths,
-                          train)
+from worker.train import (_stratified_split, augment, canvas_normalise, class_sampling, pen_normalise,
+                          set_stroke_width, stroke_widths, train)
 
 
 def test_train_small_subset(tmp_path, emnist_dir):
@@ -30,9 +31,15 @@ def test_train_small_subset(tmp_path, emnist_dir):
     assert any("canvas-normalising" in m for m in lines) and any("even pen" in m for m in lines)
     assert on_disk["training"]["pen_mix"] == 0.3
     assert on_disk["training"]["class_balance"] == 0.5
-    # The prior the model divides by is the one its epochs were drawn with.
-    prior = np.asarray(on_disk["class_prior"])
-    assert abs(prior.sum() - 1) < 1e-4
+    # The prior the model divides by is the one its epochs were drawn with,
+    # not the training frequencies: the same subset and split, redrawn here.
+    _, y_all = load_split(emnist_dir, "train", "emnist-47")
+    rng = np.random.default_rng(3)
+    y = y_all[np.sort(rng.choice(len(y_all), size=2000, replace=False))]
+    tr, _ = _stratified_split(y, 0.1, rng)
+    drawn = class_sampling(y[tr], 47, 0.5)[1]
+    assert np.allclose(joblib.load(out)["class_prior"], drawn)
+    assert not np.allclose(drawn, class_sampling(y[tr], 47, 0.0)[1], atol=1e-3)
     assert on_disk["training"]["members"] == 2 and len(on_disk["training"]["best_epoch"]) == 2
     m = load_model(out)
     p = m.predict_proba(np.zeros((2, 28, 28), np.float32))

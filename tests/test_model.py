@@ -200,6 +200,25 @@ def test_eval_writes_figures_command_and_confusion_into_a_card(tmp_path, emnist_
     card = json.loads((tmp_path / "m.json").read_text())
     assert card["eval"] == fig and fig["command"] == "inkq eval --limit 150" and fig["time_s"] > 0
     assert fig["test_images"] == 150 and 0.5 < fig["raw"]["top1"] <= 1.0
+    lo, hi = fig["raw"]["top1_95"]
+    assert lo < fig["raw"]["top1"] < hi and hi - lo > 0.05  # 150 images: several points either way
+    assert any("95%" in line for line in lines)
     assert (tmp_path / "c.png").stat().st_size > 0
     assert card["training"] == json.loads(CARD.read_text())["training"]  # the rest is kept
     assert any("top1" in line for line in lines)
+
+
+def test_the_top1_interval_covers_the_true_rate_95_times_in_100():
+    from worker.evaluate import wilson_interval
+
+    # all right: the lower bound is n / (n + z^2), the interval's exact form there
+    assert wilson_interval(200, 200) == pytest.approx((200 / (200 + 1.96 ** 2), 1.0))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    # on the test set's size it is the normal interval, p +- 1.96 sqrt(p (1 - p) / n)
+    lo, hi = wilson_interval(8299, 9400)
+    half = 1.96 * np.sqrt(0.8829 * 0.1171 / 9400)
+    assert lo == pytest.approx(0.8829 - half, abs=5e-4) and hi == pytest.approx(0.8829 + half, abs=5e-4)
+    # a class's 200 test images: the interval holds the true recall about 95% of the time
+    rng = np.random.default_rng(0)
+    covered = [lo <= 0.6 <= hi for lo, hi in (wilson_interval(int(k), 200) for k in rng.binomial(200, 0.6, 4000))]
+    assert 0.93 < np.mean(covered) < 0.97

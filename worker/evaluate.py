@@ -51,8 +51,24 @@ def _subset(X: np.ndarray, y: np.ndarray, limit: int | None, seed: int) -> tuple
     return X[idx], y[idx]
 
 
+def wilson_interval(right: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% (``z`` 1.96) Wilson score interval of a rate of ``right`` in ``n``.
+
+    A test set is a sample: 88.3% on 9,400 images means 87.6-88.9%, and a
+    class's recall on 200 images is known to about 7 points either way, so
+    figures that close are not told apart by it.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = right / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
 def scores(proba: np.ndarray, y: np.ndarray, labels: tuple[str, ...] | list[str]) -> dict:
-    """top-1, top-5, per-class recall and the five worst classes of a prediction."""
+    """top-1 (with its 95% interval), top-5, per-class recall and the five
+    worst classes of a prediction."""
     k = len(labels)
     pred = proba.argmax(1)
     top5 = np.argsort(-proba, axis=1)[:, :5]
@@ -66,6 +82,7 @@ def scores(proba: np.ndarray, y: np.ndarray, labels: tuple[str, ...] | list[str]
     return {
         "n": int(len(y)),
         "top1": round(float(correct.mean()), 4),
+        "top1_95": [round(v, 4) for v in wilson_interval(int(correct.sum()), len(y))],
         "top5": round(float((top5 == y[:, None]).any(1).mean()), 4),
         "min_class_recall": round(min(recall.values()), 4) if recall else None,
         "worst_classes": [[c, r] for c, r in worst],
@@ -162,7 +179,8 @@ def evaluate(
     t0 = time.perf_counter()
     proba = model.predict_proba(X.astype(np.float32) / 255.0)
     out["raw"] = scores(proba, y, labels)
-    say(f"eval raw: top-1 {out['raw']['top1']:.4f} top-5 {out['raw']['top5']:.4f} "
+    say(f"eval raw: top-1 {out['raw']['top1']:.4f} (95%: {out['raw']['top1_95'][0]:.4f}-"
+        f"{out['raw']['top1_95'][1]:.4f}) top-5 {out['raw']['top5']:.4f} "
         f"worst {out['raw']['worst_classes']} ({time.perf_counter() - t0:.1f}s)")
     if confusion_png is not None:
         write_confusion_png(confusion_matrix(y, proba.argmax(1), len(labels)), labels, Path(confusion_png))
@@ -200,6 +218,9 @@ def format_report(fig: dict) -> str:
     lines = [f"{'':18s}" + "".join(f"{k:>10s}" for k in kinds)]
     for metric in ("top1", "top5", "min_class_recall"):
         lines.append(f"{metric:18s}" + "".join(f"{fig[k][metric]:>10.4f}" for k in kinds))
+    lines.append(f"{'top1 95% (%)':18s}" + "".join(
+        f"{'%.1f-%.1f' % tuple(100 * v for v in fig[k]['top1_95']) if 'top1_95' in fig[k] else '':>10s}"
+        for k in kinds))
     lines.append(f"{'delta (points)':18s}" + "".join(f"{fig[k].get('delta_vs_raw', 0.0):>10.2f}" for k in kinds))
     lines.append("per-class recall:")
     for c in fig["raw"]["per_class_recall"]:

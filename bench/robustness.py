@@ -9,8 +9,10 @@ JPEG compression, faint ink (light grey, 12% contrast), uneven light (a 60-level
 gradient, a vignette darkening the corners by 70, a photo: gradient, noise and
 JPEG together), a pencil's 1 px line, a border that is not the page (a frame
 drawn along it, a sheet photographed on a desk), a client that stamps a dot
-per pointer event (the pen touching down 1.5 widths apart), and a marker a
-tenth of the canvas wide (drawn again, thick). Every version is classified
+per pointer event (the pen touching down 1.5 widths apart), a marker a
+tenth of the canvas wide (drawn again, thick), and a pen whose width swells
+and thins along the strokes (a stylus's pressure; no rule of its own, so both
+columns agree). Every version is classified
 through the full preprocessing twice: as it is, and with the rules of
 :mod:`worker.preprocess` for these accidents switched off (:data:`RULES`), so
 the table shows what they are worth. Prints a table and writes
@@ -142,6 +144,11 @@ def run(images: int, seed: int) -> dict:
         marker = pen_ink(X[i], rng, 0.10)
         pages.setdefault("marker, a tenth of the canvas wide", []).append(
             _png(np.round(255 * (1 - marker)).astype(np.uint8)))
+        for pressure in (0.3, 0.6):
+            again = np.random.default_rng([seed, int(i)])
+            pressed = pen_ink(X[i], again, float(again.uniform(0.025, 0.07)), pressure=pressure)
+            pages.setdefault(f"pressure: the pen's width varying {pressure:.0%} (sd) along the strokes", []).append(
+                _png(np.round(255 * (1 - pressed)).astype(np.uint8)))
 
     def accuracy(datas: list[bytes]) -> float:
         right = 0

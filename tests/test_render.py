@@ -153,3 +153,27 @@ def test_dotted_pen_touches_down_apart_along_the_same_trace(images):
         gaps = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1)) + np.eye(n) * 1e9
         assert n >= 3 and gaps.min() >= 1.5 * wf * CANVAS - 1.5
         assert dotted.sum() < 0.7 * full.sum()
+
+
+def test_pressure_pen_swells_and_thins_along_the_same_trace(images):
+    """``pressure``: the same trace as the even pen, its width changing along
+    the strokes (the 90th percentile of the width along the trace at least
+    1.5 times the 10th, against under 1.25 for the even pen)."""
+    from scipy import ndimage
+
+    from worker.render import _thin
+
+    for i, x in enumerate(images[:8]):
+        wf = 0.05
+        radius = wf * CANVAS / 2
+        even = pen_ink(x, np.random.default_rng(i), wf) >= 0.5
+        pressed = pen_ink(x, np.random.default_rng(i), wf, pressure=0.6) >= 0.5
+        trace = _thin(even)
+        even_half = ndimage.distance_transform_edt(even)[trace]
+        half = ndimage.distance_transform_edt(pressed)[trace]
+        assert abs(np.median(even_half) - radius) <= 1.5
+        assert np.percentile(even_half, 90) < 1.25 * np.percentile(even_half, 10)
+        assert np.percentile(half, 90) > 1.5 * np.percentile(half, 10)
+        # Nothing drawn off the trace: every inked pixel lies within the widest
+        # pen (2 radii) of it, plus the radius that thinning takes off a stroke's end.
+        assert ndimage.distance_transform_edt(~trace)[pressed].max() <= 3 * radius + 1.5

@@ -160,16 +160,26 @@ def _thin(mask: np.ndarray) -> np.ndarray:
     return img[1:-1, 1:-1].astype(bool)
 
 
+#: Scale of the pressure field of :func:`_trace` (Gaussian sigma, a fraction of the canvas).
+PRESSURE_SCALE = 0.09
+
+
 def _trace(img28: np.ndarray, rng: np.random.Generator, width_frac: float, *, canvas: int = CANVAS,
            size: tuple[float, float] = (0.30, 0.90), up: int = 4, resample: int = Image.BICUBIC,
-           level: int = 128, dots: float = 0.0) -> np.ndarray:
+           level: int = 128, dots: float = 0.0, pressure: float = 0.0) -> np.ndarray:
     """The glyph's skeleton re-traced with a round pen: an ink map (canvas x canvas).
 
     The glyph is upsampled ``up`` times (``resample``), binarised at ``level``
     and thinned; the skeleton is placed at ``size`` of the canvas and drawn
     with a pen ``width_frac`` of the canvas wide. With ``dots`` > 0 the pen
     only touches down at points at least ``dots`` pen widths apart (a client
-    stamping a disc per pointer event, the pen moving fast).
+    stamping a disc per pointer event, the pen moving fast). With ``pressure``
+    > 0 the pen's width swells and thins along the strokes, as a stylus's or a
+    speed-sensitive brush's does: it follows a smooth random field over the
+    canvas (features about PRESSURE_SCALE of it), ``pressure`` standard
+    deviations of the width either way, kept within 0.3 to 2 times
+    ``width_frac``. Both draw from ``rng`` after everything else, so the
+    character's layout is the same with or without them.
     """
     a = _glyph(_as_float(img28))
     radius = width_frac * canvas / 2.0
@@ -206,8 +216,14 @@ def _trace(img28: np.ndarray, rng: np.random.Generator, width_frac: float, *, ca
     if dots > 0:
         allx, ally = _spaced(allx, ally, dots * 2 * radius)
     free[ally, allx] = False
-    dist = ndimage.distance_transform_edt(free)
-    return np.clip(radius + 0.5 - dist, 0.0, 1.0).astype(np.float32)
+    if pressure <= 0:
+        dist = ndimage.distance_transform_edt(free)
+        return np.clip(radius + 0.5 - dist, 0.0, 1.0).astype(np.float32)
+    dist, (near_y, near_x) = ndimage.distance_transform_edt(free, return_indices=True)
+    field = ndimage.gaussian_filter(rng.standard_normal((canvas, canvas)), PRESSURE_SCALE * canvas)
+    field = (field - field.mean()) / (field.std() + 1e-12)
+    radii = radius * np.clip(1.0 + pressure * field, 0.3, 2.0)
+    return np.clip(radii[near_y, near_x] + 0.5 - dist, 0.0, 1.0).astype(np.float32)
 
 
 def _spaced(x: np.ndarray, y: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
@@ -221,10 +237,11 @@ def _spaced(x: np.ndarray, y: np.ndarray, step: float) -> tuple[np.ndarray, np.n
     return np.array(kx), np.array(ky)
 
 
-def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float, dots: float = 0.0) -> np.ndarray:
+def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float, dots: float = 0.0,
+            pressure: float = 0.0) -> np.ndarray:
     """The pen drawing of :func:`render_pen` as an ink map (CANVAS x CANVAS float32);
-    ``dots``: see :func:`_trace`."""
-    return _trace(img28, rng, width_frac, dots=dots)
+    ``dots`` and ``pressure``: see :func:`_trace`."""
+    return _trace(img28, rng, width_frac, dots=dots, pressure=pressure)
 
 
 def render_pen(img28: np.ndarray, rng: np.random.Generator, width_frac: float | None = None) -> bytes:

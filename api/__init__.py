@@ -15,7 +15,7 @@ from flask import Flask
 from inkq import metrics  # noqa: F401  (first: picks the multiprocess metrics folder)
 from inkq.settings import Settings
 
-from .errors import register_error_handlers
+from .errors import guard_body_reads, register_error_handlers
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["inkq"] = Services.create(settings)
 
     register_error_handlers(app)
+    app.wsgi_app = guard_body_reads(app.wsgi_app)  # type: ignore[method-assign]
 
     from .auth import authenticate
     from .observe import observe_requests

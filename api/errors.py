@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import re
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from flask import Flask, Response
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from inkq.errors import InkqError, RateLimited
 
@@ -48,3 +51,44 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
         return json_response({"error": {"code": "internal_error", "message": "Internal error."}}, 500)
+
+
+class _GuardedInput:
+    """``wsgi.input`` whose read errors are the client's: the WSGI server raises
+    its own exceptions for a body it cannot decode (gunicorn: a malformed
+    chunk of a chunked upload), which werkzeug lets through, and they would
+    end as a 500. Here they are a 400 ``bad_request``."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def _guarded(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, method)(*args)
+        except HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the server raises for a bad body
+            raise BadRequest(f"The request body could not be read: {exc}") from exc
+
+    def read(self, *args: Any) -> bytes:
+        return self._guarded("read", *args)
+
+    def readline(self, *args: Any) -> bytes:
+        return self._guarded("readline", *args)
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        return self._guarded("readlines", *args)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+
+def guard_body_reads(wsgi_app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """WSGI middleware: the request body is read through :class:`_GuardedInput`."""
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if "wsgi.input" in environ:
+            environ["wsgi.input"] = _GuardedInput(environ["wsgi.input"])
+        return wsgi_app(environ, start_response)
+
+    return app

@@ -158,15 +158,26 @@ def test_items_that_are_not_strings_are_item_errors(live_service, clear_pngs):
             assert item["error"]["code"] == "invalid_base64" and kind in item["error"]["message"], item
 
 
+_CHUNKED = (b"POST PATH HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+
+
 @pytest.mark.parametrize("raw, status, code", [
     (b"GET /v1/jobs/" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
     (b"GARBAGE\r\n\r\n", 400, "bad_request"),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon\r\n\r\n", 400, "bad_request"),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431,
      "request_header_fields_too_large"),
+    # Bodies the server cannot decode, found as the app reads them.
+    (_CHUNKED.replace(b"PATH", b"/predict") + b"zz\r\n{}\r\n0\r\n\r\n", 400, "bad_request"),
+    (_CHUNKED.replace(b"PATH", b"/v1/jobs") + b"2\r\n{}XX0\r\n\r\n", 400, "bad_request"),
+    (_CHUNKED.replace(b"PATH", b"/v1/jobs") + b"2;\x00\r\n{}\r\n0\r\n\r\n", 400, "bad_request"),
+    (_CHUNKED.replace(b"PATH", b"/predict").replace(b"application/json", b"multipart/form-data; boundary=b")
+     + b"5\r\n--b\r\n\r\nzz\r\n", 400, "bad_request"),
 ])
 def test_requests_the_server_cannot_parse_get_json_errors(live_service, raw, status, code):
-    """gunicorn answers these before the app sees them; the answer is JSON all the same."""
+    """gunicorn answers the first of these before the app sees them, and the
+    app the broken chunked bodies; the answer is JSON all the same."""
     import json
     import socket
     from urllib.parse import urlsplit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -79,7 +78,7 @@ class _GuardedInput:
     def readlines(self, *args: Any) -> list[bytes]:
         return self._guarded("readlines", *args)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterable[bytes]:
         return iter(self.readline, b"")
 
 

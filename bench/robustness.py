@@ -12,10 +12,10 @@ drawn along it, a sheet photographed on a desk), a client that stamps a dot
 per pointer event (the pen touching down 1.5 widths apart), a marker a
 tenth of the canvas wide (drawn again, thick), and a pen whose width swells
 and thins along the strokes (a stylus's pressure; no rule of its own, so both
-columns agree). Every version is classified
-through the full preprocessing twice: as it is, and with the rules of
-:mod:`worker.preprocess` for these accidents switched off (:data:`RULES`), so
-the table shows what they are worth. Prints a table and writes
+columns agree). Every version is classified through the full preprocessing
+twice: as it is, and with the rules of :mod:`worker.preprocess` for these
+accidents switched off (:data:`RULES`), so the table shows what they are
+worth. Prints a table and writes
 ``bench/results/robustness.{json,md}``.
 """
 

@@ -178,8 +178,8 @@ def _trace(img28: np.ndarray, rng: np.random.Generator, width_frac: float, *, ca
     speed-sensitive brush's does: it follows a smooth random field over the
     canvas (features about PRESSURE_SCALE of it), ``pressure`` standard
     deviations of the width either way, kept within 0.3 to 2 times
-    ``width_frac``. Both draw from ``rng`` after everything else, so the
-    character's layout is the same with or without them.
+    ``width_frac``; the field is drawn from ``rng`` after everything else, so
+    the character's layout is the same with or without it.
     """
     a = _glyph(_as_float(img28))
     radius = width_frac * canvas / 2.0

@@ -168,6 +168,29 @@ def test_pen_normalise_redraws_with_an_even_pen(emnist_dir):
     assert np.std(stroke_widths(one)) < np.std(stroke_widths(X))
 
 
+def test_pen_normalise_varies_skeletons_and_pens_when_asked(emnist_dir):
+    from PIL import Image
+
+    from worker.emnist import load_split
+    from worker.train import PEN_PRESSURE, _pen_style
+
+    X, _ = load_split(emnist_dir, "test")
+    X = X[:40].astype(np.float32) / 255
+    even = pen_normalise(X, seed=5, processes=1, chunk=16)
+    one = pen_normalise(X, seed=5, varied=0.5, processes=1, chunk=16)
+    assert np.array_equal(one, pen_normalise(X, seed=5, varied=0.5, processes=2, chunk=16))
+    assert not np.array_equal(one, even)
+    rows = [(o > 0.1).any(1).nonzero()[0] for o in one]
+    cols = [(o > 0.1).any(0).nonzero()[0] for o in one]
+    assert np.median([max(r[-1] - r[0], c[-1] - c[0]) + 1 for r, c in zip(rows, cols)]) == 24
+    styles = [_pen_style(np.random.default_rng(i)) for i in range(200)]
+    assert {s["up"] for s in styles} == {3, 4}
+    assert {s["resample"] for s in styles} == {Image.BILINEAR, Image.BICUBIC}
+    levels = [s["level"] for s in styles]
+    assert 76 <= min(levels) < 90 and 165 < max(levels) <= 179
+    assert 0 <= min(s["pressure"] for s in styles) < 0.05 and 0.55 < max(s["pressure"] for s in styles) <= PEN_PRESSURE
+
+
 def test_train_without_a_validation_split_keeps_the_last_epoch(tmp_path, emnist_dir):
     out = tmp_path / "m.joblib"
     lines: list[str] = []

@@ -238,10 +238,10 @@ def _spaced(x: np.ndarray, y: np.ndarray, step: float) -> tuple[np.ndarray, np.n
 
 
 def pen_ink(img28: np.ndarray, rng: np.random.Generator, width_frac: float, dots: float = 0.0,
-            pressure: float = 0.0) -> np.ndarray:
+            pressure: float = 0.0, *, up: int = 4, resample: int = Image.BICUBIC, level: int = 128) -> np.ndarray:
     """The pen drawing of :func:`render_pen` as an ink map (CANVAS x CANVAS float32);
-    ``dots`` and ``pressure``: see :func:`_trace`."""
-    return _trace(img28, rng, width_frac, dots=dots, pressure=pressure)
+    ``dots``, ``pressure`` and the skeleton's ``up``, ``resample`` and ``level``: see :func:`_trace`."""
+    return _trace(img28, rng, width_frac, dots=dots, pressure=pressure, up=up, resample=resample, level=level)
 
 
 def render_pen(img28: np.ndarray, rng: np.random.Generator, width_frac: float | None = None) -> bytes:

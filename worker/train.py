@@ -343,15 +343,32 @@ def canvas_normalise(X: np.ndarray, up: int = 4, *, thickness: float = 0.0,
     return out
 
 
-def _pen_chunk(args: tuple[np.ndarray, int, tuple[float, float]]) -> np.ndarray:
+#: The skeletons and pens of :func:`pen_normalise`'s ``varied`` drawings: the
+#: glyph binarised at 30-70% of full contrast (a low level closes small loops,
+#: as a hasty writer does), upsampled 3 or 4 times, bilinear or bicubic, and a
+#: pen whose width varies by up to 60% (sd) along the strokes.
+PEN_LEVELS, PEN_UPS, PEN_PRESSURE = (0.3, 0.7), (3, 4), 0.6
+
+
+def _pen_style(rng: np.random.Generator) -> dict:
+    from PIL import Image
+
+    return {"level": int(round(255 * rng.uniform(*PEN_LEVELS))), "up": int(rng.choice(PEN_UPS)),
+            "resample": (Image.BILINEAR, Image.BICUBIC)[int(rng.integers(2))],
+            "pressure": float(rng.uniform(0.0, PEN_PRESSURE))}
+
+
+def _pen_chunk(args: tuple[np.ndarray, int, tuple[float, float], float]) -> np.ndarray:
     from inkq.errors import ItemError
     from worker.render import pen_ink
 
-    X, seed, widths = args
+    X, seed, widths, varied = args
     rng = np.random.default_rng(seed)
     out = np.empty(X.shape, np.float32)
     for i, x in enumerate(X):
-        ink = pen_ink(np.round(x * 255).astype(np.uint8), rng, float(rng.uniform(*widths)))
+        width = float(rng.uniform(*widths))
+        style = _pen_style(rng) if varied > 0 and rng.random() < varied else {}
+        ink = pen_ink(np.round(x * 255).astype(np.uint8), rng, width, **style)
         try:
             out[i] = P.to_emnist(ink)
         except ItemError:
@@ -359,7 +376,7 @@ def _pen_chunk(args: tuple[np.ndarray, int, tuple[float, float]]) -> np.ndarray:
     return out
 
 
-def pen_normalise(X: np.ndarray, seed: int, *, widths: tuple[float, float] = (0.02, 0.08),
+def pen_normalise(X: np.ndarray, seed: int, *, widths: tuple[float, float] = (0.02, 0.08), varied: float = 0.0,
                   processes: int | None = None, chunk: int = 2000) -> np.ndarray:
     """The images re-drawn with an even round pen and preprocessed, as a canvas
     drawing reaches the model.
@@ -367,7 +384,9 @@ def pen_normalise(X: np.ndarray, seed: int, *, widths: tuple[float, float] = (0.
     Each float32 ``(28, 28)`` image is thinned to its skeleton and re-traced
     with a pen of a random width (``widths``, fraction of a 280 px canvas:
     a little wider than the 2.5-7% people use), then put through
-    :func:`worker.preprocess.to_emnist`. A scan's strokes vary in width and
+    :func:`worker.preprocess.to_emnist`. A share ``varied`` of them is drawn
+    from another skeleton with a pen whose width varies (:data:`PEN_LEVELS`),
+    so the model does not learn one renderer's skeletons. A scan's strokes vary in width and
     carry the blur of the scanner; a pen's do not, so a model trained on scans
     alone loses several points on pen drawings. About 4 ms an image, spread
     over ``processes`` (default: all cores); seeded per chunk, so the result
@@ -375,7 +394,7 @@ def pen_normalise(X: np.ndarray, seed: int, *, widths: tuple[float, float] = (0.
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    jobs = [(X[i:i + chunk], seed * 100_003 + i, widths) for i in range(0, len(X), chunk)]
+    jobs = [(X[i:i + chunk], seed * 100_003 + i, widths, varied) for i in range(0, len(X), chunk)]
     if not jobs:
         return X.copy()
     n = processes or os.cpu_count() or 1
@@ -469,6 +488,7 @@ def train(
     canvas_mix: float = 0.5,
     canvas_thickness: float = 0.0,
     pen_mix: float = 0.5,
+    pen_varied: float = 0.0,
     class_balance: float = 0.0,
     hidden: tuple[int, ...] = (512, 512, 512),
     pixel_pool: int = 2,
@@ -496,7 +516,8 @@ def train(
     are the shares of each epoch's images shown canvas-normalised
     (:func:`canvas_normalise`) and then re-drawn with a pen
     (:func:`pen_normalise`), the second drawn over all images, so it
-    replaces some of the first; ``class_balance`` sets how each epoch draws
+    replaces some of the first; ``pen_varied`` is the share of those pen
+    drawings made from other skeletons with a pen of varying width; ``class_balance`` sets how each epoch draws
     its images (:func:`class_sampling`: 0 every image once, 1 every class
     equally often, 0.5 classes in proportion to the square root of their
     frequency);
@@ -555,8 +576,8 @@ def train(
         Xtr_canvas = None
     if augmentation and pen_mix > 0:
         t0 = time.perf_counter()
-        say(f"[prep] re-drawing {len(Xtr)} training images with an even pen (about 4 ms each)")
-        Xtr_pen = pen_normalise(Xtr, seed)
+        say(f"[prep] re-drawing {len(Xtr)} training images with a pen (about 4 ms each)")
+        Xtr_pen = pen_normalise(Xtr, seed, varied=pen_varied)
         say(f"[prep] done in {_fmt_s(time.perf_counter() - t0)}")
     else:
         Xtr_pen = None
@@ -655,7 +676,8 @@ def train(
         "training": {
             "command": command or command_line(),
             "seed": seed, "epochs": epochs, "members": members, "canvas_mix": canvas_mix,
-            "canvas_thickness": canvas_thickness, "pen_mix": pen_mix, "class_balance": class_balance,
+            "canvas_thickness": canvas_thickness, "pen_mix": pen_mix, "pen_varied": pen_varied,
+            "class_balance": class_balance,
             "best_epoch": best_epoch, "hidden": list(hidden), "pixel_pool": pixel_pool, "coarse_cell": coarse_cell,
             "alpha": alpha, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
             "augmentation": augmentation, "augment_options": augment_options or {}, "val_frac": val_frac,
@@ -702,6 +724,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--canvas-thickness", type=float, default=d["canvas_thickness"],
                     help="share of the canvas-normalised images whose strokes are first made thinner or thicker")
     ap.add_argument("--pen-mix", type=float, default=d["pen_mix"])
+    ap.add_argument("--pen-varied", type=float, default=d["pen_varied"],
+                    help="share of the pen drawings made from other skeletons with a pen of varying width")
     ap.add_argument("--class-balance", type=float, default=d["class_balance"],
                     help="0: each epoch shows every image once; 1: every class equally often")
     ap.add_argument("--hidden", type=int, nargs="+", default=list(d["hidden"]))
@@ -720,7 +744,7 @@ def main(argv: list[str] | None = None) -> None:
     aug = {k: v for k, v in (("width_p", a.width_p), ("width_amount", a.width_amount)) if v is not None}
     train(a.data_dir, a.out, prefix=a.prefix, limit=a.limit, seed=a.seed, epochs=a.epochs,
           members=a.members, canvas_mix=a.canvas_mix, canvas_thickness=a.canvas_thickness, pen_mix=a.pen_mix,
-          class_balance=a.class_balance, hidden=tuple(a.hidden),
+          pen_varied=a.pen_varied, class_balance=a.class_balance, hidden=tuple(a.hidden),
           pixel_pool=a.pixel_pool, coarse_cell=a.coarse_cell, alpha=a.alpha, val_frac=a.val_frac,
           augment_options=aug or None, evaluate_test=not a.no_eval)
 

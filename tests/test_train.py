@@ -28,8 +28,8 @@ def test_train_small_subset(tmp_path, emnist_dir):
     assert on_disk["data"]["limit"] == 2000
     assert "top1" in on_disk["eval"]["raw"]
     assert any("epoch 1/1" in m for m in lines) and any("left" in m for m in lines)
-    assert any("canvas-normalising" in m for m in lines) and any("even pen" in m for m in lines)
-    assert on_disk["training"]["pen_mix"] == 0.3
+    assert any("canvas-normalising" in m for m in lines) and any("with a pen" in m for m in lines)
+    assert on_disk["training"]["pen_mix"] == 0.3 and on_disk["training"]["pen_varied"] == 0.5
     assert on_disk["training"]["class_balance"] == 0.5
     # The prior the model divides by is the one its epochs were drawn with,
     # not the training frequencies: the same subset and split, redrawn here.

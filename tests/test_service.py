@@ -31,6 +31,21 @@ def all_results(client: httpx.Client, job_id: str, limit: int = 100) -> list[dic
     return items
 
 
+def assert_same_results(got: list[dict], expected: list[dict], tol: float = 1e-4) -> None:
+    """The same items but for the last (fourth) decimal of a probability; an
+    answer may differ only where its two best probabilities are that close."""
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        if "error" in a or "error" in b:
+            assert a == b
+            continue
+        pa = {t["label"]: t["prob"] for t in a["top5"]}
+        pb = {t["label"]: t["prob"] for t in b["top5"]}
+        assert len(pa.keys() & pb.keys()) >= 4, (a, b)
+        assert all(abs(pa[k] - pb[k]) <= tol + 1e-9 for k in pa.keys() & pb.keys()), (a, b)
+        assert a["prediction"] == b["prediction"] or a["top5"][0]["prob"] - a["top5"][1]["prob"] <= 2 * tol, (a, b)
+
+
 def test_bulk_job_end_to_end(live_service, canvas_pngs):
     images = [data_url(png) for png, _ in canvas_pngs]
     images.insert(7, base64.b64encode(b"this is not an image").decode())
@@ -56,9 +71,11 @@ def test_bulk_job_end_to_end(live_service, canvas_pngs):
     assert items[7]["error"]["code"] == "invalid_image"
     assert items[100]["error"]["code"] == "invalid_base64"
 
-    # Exactly what the in-process library gives for the same images.
+    # What the in-process library gives for the same images: the same answers,
+    # the probabilities to their last digit (the matrix products of a chunk
+    # round differently from those of one batch of all the images).
     expected = worker.classify(images)
-    assert [{k: v for k, v in it.items() if k != "index"} for it in items] == expected
+    assert_same_results([{k: v for k, v in it.items() if k != "index"} for it in items], expected)
 
     good = [it for i, it in enumerate(items) if i not in (7, 100)]
     labels = [label for _, label in canvas_pngs]

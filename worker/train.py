@@ -354,9 +354,9 @@ def canvas_normalise(X: np.ndarray, up: int = 4, *, thickness: float = 0.0,
 
 
 #: The skeletons and pens of :func:`pen_normalise`'s ``varied`` drawings: the
-#: glyph binarised at 30-70% of full contrast (a low level closes small loops,
-#: as a hasty writer does), upsampled 3 or 4 times, bilinear or bicubic, and a
-#: pen whose width varies by up to 60% (sd) along the strokes.
+#: glyph binarised at 30-70% of full contrast (a low level closes small
+#: loops), upsampled 3 or 4 times, bilinear or bicubic, and a pen whose width
+#: varies by up to 60% (sd) along the strokes.
 PEN_LEVELS, PEN_UPS, PEN_PRESSURE = (0.3, 0.7), (3, 4), 0.6
 
 
@@ -396,10 +396,11 @@ def pen_normalise(X: np.ndarray, seed: int, *, widths: tuple[float, float] = (0.
     a little wider than the 2.5-7% people use), then put through
     :func:`worker.preprocess.to_emnist`. A share ``varied`` of them is drawn
     from another skeleton with a pen whose width varies (:data:`PEN_LEVELS`),
-    so the model does not learn one renderer's skeletons. A scan's strokes vary in width and
-    carry the blur of the scanner; a pen's do not, so a model trained on scans
-    alone loses several points on pen drawings. About 4 ms an image, spread
-    over ``processes`` (default: all cores); seeded per chunk, so the result
+    so the model does not learn one renderer's skeletons. A scan's strokes
+    vary in width and carry the blur of the scanner; a pen's do not, so a
+    model trained on scans alone loses several points on pen drawings. About
+    4 ms an image (9 with a varying width), spread over ``processes``
+    (default: all cores); seeded per chunk, so the result
     does not depend on the number of processes.
     """
     from concurrent.futures import ProcessPoolExecutor
@@ -527,7 +528,8 @@ def train(
     (:func:`canvas_normalise`) and then re-drawn with a pen
     (:func:`pen_normalise`), the second drawn over all images, so it
     replaces some of the first; ``pen_varied`` is the share of those pen
-    drawings made from other skeletons with a pen of varying width; ``class_balance`` sets how each epoch draws
+    drawings made from other skeletons with a pen of varying width;
+    ``class_balance`` sets how each epoch draws
     its images (:func:`class_sampling`: 0 every image once, 1 every class
     equally often, 0.5 classes in proportion to the square root of their
     frequency);
@@ -586,7 +588,7 @@ def train(
         Xtr_canvas = None
     if augmentation and pen_mix > 0:
         t0 = time.perf_counter()
-        say(f"[prep] re-drawing {len(Xtr)} training images with a pen (about 4 ms each)")
+        say(f"[prep] re-drawing {len(Xtr)} training images with a pen (4 to 9 ms each)")
         Xtr_pen = pen_normalise(Xtr, seed, varied=pen_varied)
         say(f"[prep] done in {_fmt_s(time.perf_counter() - t0)}")
     else:

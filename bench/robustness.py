@@ -84,6 +84,19 @@ def versions(ink: np.ndarray, thin: np.ndarray, rng: np.random.Generator) -> dic
     }
 
 
+def _ink_png(ink: np.ndarray) -> bytes:
+    """An ink map as dark ink on an opaque white page (PNG)."""
+    return _png(np.round(255 * (1 - ink)).astype(np.uint8))
+
+
+def _redrawn(img28: np.ndarray, seed: list[int], **style: float) -> bytes:
+    """The clean page's character drawn again with the same draws, in another ``style`` of pen."""
+    from worker.render import pen_ink
+
+    rng = np.random.default_rng(seed)
+    return _ink_png(pen_ink(img28, rng, float(rng.uniform(0.025, 0.07)), **style))
+
+
 def _framed(page: np.ndarray, k: int) -> np.ndarray:
     out = page.copy()
     out[:k], out[-k:], out[:, :k], out[:, -k:] = 0, 0, 0, 0
@@ -137,18 +150,12 @@ def run(images: int, seed: int) -> dict:
         thin = pen_ink(X[i], np.random.default_rng([seed, int(i)]), 1 / CANVAS) >= 0.5
         for name, data in versions(ink, thin, rng).items():
             pages.setdefault(name, []).append(data)
-        again = np.random.default_rng([seed, int(i)])
-        dotted = pen_ink(X[i], again, float(again.uniform(0.025, 0.07)), dots=1.5)
         pages.setdefault("dotted: the pen touching down 1.5 widths apart", []).append(
-            _png(np.round(255 * (1 - dotted)).astype(np.uint8)))
-        marker = pen_ink(X[i], rng, 0.10)
-        pages.setdefault("marker, a tenth of the canvas wide", []).append(
-            _png(np.round(255 * (1 - marker)).astype(np.uint8)))
+            _redrawn(X[i], [seed, int(i)], dots=1.5))
+        pages.setdefault("marker, a tenth of the canvas wide", []).append(_ink_png(pen_ink(X[i], rng, 0.10)))
         for pressure in (0.3, 0.6):
-            again = np.random.default_rng([seed, int(i)])
-            pressed = pen_ink(X[i], again, float(again.uniform(0.025, 0.07)), pressure=pressure)
             pages.setdefault(f"pressure: the pen's width varying {pressure:.0%} (sd) along the strokes", []).append(
-                _png(np.round(255 * (1 - pressed)).astype(np.uint8)))
+                _redrawn(X[i], [seed, int(i)], pressure=pressure))
 
     def accuracy(datas: list[bytes]) -> float:
         right = 0

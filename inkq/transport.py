@@ -1,4 +1,8 @@
-"""kombu's Redis transport, made to drop a message it cannot read instead of stopping on it.
+"""kombu's Redis transport, made to survive what stopped a worker in kombu's own.
+
+A message it cannot read is dropped instead of stopping the consumer, and a
+channel whose connection is gone fails as a connection error, which Celery
+recovers from, instead of an ``AttributeError``, which stopped the worker.
 
 kombu's Redis channel pops a message (``BRPOP``) and decodes its JSON envelope
 before Celery sees it. A message that is not kombu's JSON (written into Redis
@@ -6,6 +10,17 @@ by other means) raised out of the consumer loop and stopped the worker
 (celery/celery#4308 and celery/kombu#2421 describe the same for other
 transports). By then the message is off the queue, and nothing could run it:
 logging it and carrying on loses nothing.
+
+When Redis goes away, Celery collects the broken connection and closes it.
+If the channel was waiting on BRPOP at that moment, its first close fails on
+that read and leaves it open; collecting then detaches the transport from its
+connection (``transport.client = None``), and the second close goes on to put
+the channel's unacknowledged messages back. kombu then builds a connection
+pool from the detached transport and fails on ``None.hostname``. Celery only
+treats connection errors as recoverable, so the worker shut down
+("Unrecoverable error") in the middle of a Redis restart. Here that pool
+fails as a lost connection: the messages stay in Redis's unacknowledged set
+and come back after the visibility timeout, as any lost connection's do.
 
 Only ``redis://`` URLs use this transport (:func:`transport_for`): kombu checks
 ``rediss://`` for TLS options itself, and other schemes keep their own.
@@ -21,6 +36,7 @@ from queue import Empty
 from typing import Any
 from urllib.parse import urlparse
 
+import redis as redis_py
 from kombu.transport import redis
 
 log = logging.getLogger(__name__)
@@ -60,6 +76,11 @@ class Channel(redis.Channel):
             # Already popped: the queue has moved on. Say so, and read the next one.
             log.error("dropped a message that is not a kombu message (%s: %s)", type(exc).__name__, exc)
             raise Empty() from None
+
+    def _connparams(self, asynchronous: bool = False) -> dict:
+        if getattr(self.connection, "client", None) is None:  # detached: see the module docstring
+            raise redis_py.ConnectionError("the broker connection was closed")
+        return super()._connparams(asynchronous=asynchronous)
 
 
 class Transport(redis.Transport):

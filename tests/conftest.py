@@ -38,6 +38,17 @@ SERVICE_ENV = {
 }
 
 
+def compiler_found() -> bool:
+    """Whether a C compiler is on this machine: where one is, the optional C
+    extensions (``worker._fastpng``, ``worker._features``) must have been built."""
+    import shlex
+    import shutil
+    import sysconfig
+
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    return bool(cc) and shutil.which(cc[0]) is not None
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip locally, fail in CI: a missing prerequisite must never pass silently."""
     if not condition:

@@ -15,7 +15,6 @@ the 28x28 output of ``_to_emnist_u8`` is then checked to agree within 1/255
 from __future__ import annotations
 
 import io
-import os
 import struct
 import zlib
 
@@ -25,6 +24,7 @@ import pytest
 from PIL import Image
 
 from inkq.errors import BlankImage, ImageTooLarge, ItemError
+from tests.conftest import compiler_found
 from tests.hostile import chunk as _chunk
 from tests.hostile import png as _png
 from worker import fastpng as F
@@ -33,15 +33,6 @@ from worker.fastpng import ink_u8_fast
 
 M = P.MAX_PIXELS
 COMPILED = F._compiled
-
-
-def _compiler_found() -> bool:
-    import shlex
-    import shutil
-    import sysconfig
-
-    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-    return bool(cc) and shutil.which(cc[0]) is not None
 
 
 @pytest.fixture(autouse=True, params=["compiled", "fallback"])
@@ -56,7 +47,7 @@ def backend(request, monkeypatch):
 
 
 def test_compiled_loops_are_built_where_a_compiler_is():
-    if not _compiler_found():
+    if not compiler_found():
         pytest.skip("no C compiler on this machine: the fallback serves")
     assert COMPILED is not None, "worker._fastpng was not built: reinstall (pip install -e .) and read the compiler's error"
 

@@ -1,4 +1,5 @@
-"""The model's features: pure, batched, and independent of how a batch is sliced."""
+"""The model's features: pure, batched, independent of how a batch is sliced, and
+the same from the compiled pass (``worker._features``) as from the numpy code."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from worker import features as F
+from tests.conftest import compiler_found
 from worker import train as T
 
 
@@ -32,6 +34,7 @@ def test_deskew_makes_a_slanted_bar_upright():
 
 
 def test_features_do_not_depend_on_the_slicing(monkeypatch):
+    monkeypatch.setattr(F, "_compiled", None)  # the numpy code's slices; the compiled pass goes image by image
     X = _glyphs(300)
     whole = F.DeskewedFeatures().transform(X)
     assert whole.shape == (300, 7 * 7 * 12 + 784) and whole.dtype == np.float32
@@ -49,9 +52,10 @@ def test_augment_does_not_depend_on_the_slicing(monkeypatch, options):
     assert not np.array_equal(T.augment(X, np.random.default_rng(5), **options), whole)
 
 
-def test_a_coarse_hog_beside_the_fine_one():
+def test_a_coarse_hog_beside_the_fine_one(monkeypatch):
     """``coarse_cell`` appends a HOG over bigger cells, pooled from the same
     orientation maps, and leaves the other features as they were."""
+    monkeypatch.setattr(F, "_compiled", None)  # the option exists in the numpy code only
     X = _glyphs(50, seed=2)
     fine = F.DeskewedFeatures(pixel_pool=2).transform(X)
     both = F.DeskewedFeatures(pixel_pool=2, coarse_cell=7).transform(X)
@@ -71,3 +75,67 @@ def test_artifacts_pickled_before_the_coarse_hog_still_load():
     assert back.coarse_cell == 0 and back.get_params()["coarse_cell"] == 0
     X = _glyphs(5)
     assert np.array_equal(back.transform(X), F.DeskewedFeatures(pixel_pool=2).transform(X))
+
+
+# --------------------------------------------------------------------------- the compiled pass
+
+
+def _numpy_features(monkeypatch, feats: F.DeskewedFeatures, X: np.ndarray) -> np.ndarray:
+    with monkeypatch.context() as m:
+        m.setattr(F, "_compiled", None)
+        return feats.transform(X)
+
+
+def test_the_compiled_pass_is_built_where_a_compiler_is():
+    if not compiler_found():
+        pytest.skip("no C compiler on this machine: the numpy code serves")
+    assert F._compiled is not None, "worker._features was not built: reinstall (pip install -e .) and read the compiler's error"
+
+
+def _hostile_images() -> np.ndarray:
+    """Blank, one pixel, full, a corner, a hairline at the edge, extreme slants."""
+    X = np.zeros((8, 28, 28), np.float32)
+    X[1, 13, 13] = 1.0
+    X[2] = 1.0
+    X[3, :4, :4] = 0.7
+    X[4, :, 27] = 1.0
+    yy, xx = np.mgrid[0:28, 0:28]
+    X[5] = np.abs(xx - yy) < 1.2  # 45 degrees: the skew is clipped
+    X[6] = np.abs(xx + yy - 27) < 1.2
+    X[7] = np.random.default_rng(3).random((28, 28))
+    return X
+
+
+@pytest.mark.parametrize("settings", [
+    {"pixel_pool": 2},  # the model's
+    {"pixel_pool": 1}, {"pixel_pool": 0}, {"pixel_pool": 3, "cell": 7, "bins": 9},
+    {"pixel_pool": 2, "max_skew": 0.0}, {"pixel_pool": 2, "cell": 5, "bins": 16},
+])
+def test_the_compiled_pass_equals_the_numpy_code(monkeypatch, emnist_test, settings):
+    if F._compiled is None:
+        pytest.skip("worker._features is not built (no C compiler at install)")
+    X_test, _, _ = emnist_test
+    X = np.concatenate([X_test[:300].astype(np.float32) / 255, _glyphs(100, seed=5), _hostile_images()])
+    feats = F.DeskewedFeatures(**settings)
+    ref = _numpy_features(monkeypatch, feats, X)
+    got = feats.transform(X)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    # Float32 rounding, sums in another order and a polynomial angle; the square
+    # root of a HOG cell near zero magnifies those to about 1e-4 at most.
+    assert np.abs(got - ref).max() < 1e-3
+    assert np.abs(got - ref).mean() < 1e-6
+    # A view that is not contiguous, or float64, gives the same.
+    assert np.array_equal(feats.transform(X.astype(np.float64)), got)
+    assert np.array_equal(feats.transform(np.asfortranarray(X)), got)
+
+
+def test_the_compiled_pass_refuses_buffers_of_the_wrong_size():
+    if F._compiled is None:
+        pytest.skip("worker._features is not built (no C compiler at install)")
+    X = np.zeros((2, 28, 28), np.float32)
+    with pytest.raises(ValueError):
+        F._compiled.deskewed_features(X, np.empty((2, 700), np.float32), 2, 4, 12, 2, 1.0)
+    with pytest.raises(ValueError):
+        F._compiled.deskewed_features(X, np.empty((3, 784), np.float32), 3, 4, 12, 2, 1.0)
+    with pytest.raises(ValueError):
+        F._compiled.deskewed_features(X, np.empty((2, 784), np.float32), 2, 1, 12, 2, 1.0)

@@ -21,11 +21,23 @@ ARTIFACT = ROOT / "artifacts" / "emnist_model.joblib"
 CARD = ROOT / "artifacts" / "emnist_model.json"
 
 
-
-
 @pytest.fixture(scope="module")
 def model() -> Model:
     return load_model(ARTIFACT)
+
+
+def test_the_compiled_features_give_the_same_answers(model, emnist_test, monkeypatch):
+    """``worker._features`` against the numpy code it replaces, through the model."""
+    from worker import features
+
+    if features._compiled is None:
+        pytest.skip("worker._features is not built (no C compiler at install)")
+    X = emnist_test[0][:1000].astype(np.float32) / 255
+    fast = model.predict_proba(X)
+    monkeypatch.setattr(features, "_compiled", None)
+    slow = model.predict_proba(X)
+    assert np.array_equal(fast.argmax(1), slow.argmax(1))
+    assert np.abs(fast - slow).max() < 1e-4
 
 
 @pytest.fixture(scope="module")

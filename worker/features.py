@@ -17,12 +17,24 @@ batch at once: no per-image Python.
 
 All are stateless (``fit`` only records the input shape), picklable and keep
 float32.
+
+:class:`DeskewedFeatures`, the model's own, runs as one compiled pass per
+image where ``worker._features`` was built (``worker/_features.c``, optional
+like ``worker._fastpng``): 12 us an image on one core against 30 for the
+numpy code here, which stays the reference and the fallback. The two agree to
+float32 rounding (the C sums in another order, and its gradient angle is a
+polynomial within 2e-6 radians), checked in ``tests/test_features.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+
+try:  # the compiled pass; without it the numpy code below does the same work
+    from . import _features as _compiled
+except ImportError:  # pragma: no cover - exercised where no compiler was found
+    _compiled = None
 
 #: Version of the features, recorded in the model card.
 FEATURES_VERSION = "1"
@@ -228,9 +240,24 @@ class DeskewedFeatures(_Stateless):
 
     def transform(self, X):
         X = as_images(X)
+        if _compiled is not None and self._compiles():
+            return self._compiled_transform(X)
         if len(X) <= SLICE:
             return self._transform(X)
         return np.concatenate([self._transform(X[i:i + SLICE]) for i in range(0, len(X), SLICE)])
+
+    def _compiles(self) -> bool:
+        """Whether ``worker._features`` covers these settings (it has no coarse cells)."""
+        return (not self.coarse_cell and 2 <= self.cell <= 28 and 2 <= self.bins <= 64
+                and 0 <= self.pixel_pool <= 28)
+
+    def _compiled_transform(self, X):
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        c = 28 // self.cell
+        k = 28 // self.pixel_pool if self.pixel_pool else 0
+        out = np.empty((len(X), c * c * self.bins + k * k), np.float32)
+        _compiled.deskewed_features(X, out, len(X), self.cell, self.bins, self.pixel_pool, float(self.max_skew))
+        return out
 
     def _transform(self, X):
         D = deskew(X, self.max_skew)

@@ -33,7 +33,6 @@ def test_only_plain_redis_urls_get_the_transport():
     assert transport_for("sentinel://localhost:26379") is None
 
 
-
 def test_a_channel_of_a_lost_connection_fails_as_a_connection_error(tmp_path):
     """Celery's cleanup after Redis went away, as a worker logged it.
 

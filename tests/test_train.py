@@ -18,7 +18,7 @@ def test_train_small_subset(tmp_path, emnist_dir):
     out = tmp_path / "m.joblib"
     lines: list[str] = []
     card = train(emnist_dir, out, limit=2000, epochs=1, seed=3, members=2, canvas_mix=0.5, pen_mix=0.3,
-                 class_balance=0.5,
+                 pen_widths=(0.03, 0.1), class_balance=0.5,
                  evaluate_test=True,
                  eval_limit=200, eval_renderings=False, command="pytest", progress=lines.append)
     assert out.exists() and out.with_suffix(".json").exists()
@@ -30,6 +30,7 @@ def test_train_small_subset(tmp_path, emnist_dir):
     assert any("epoch 1/1" in m for m in lines) and any("left" in m for m in lines)
     assert any("canvas-normalising" in m for m in lines) and any("with a pen" in m for m in lines)
     assert on_disk["training"]["pen_mix"] == 0.3 and on_disk["training"]["pen_varied"] == 0.5
+    assert on_disk["training"]["pen_widths"] == [0.03, 0.1]
     assert on_disk["training"]["class_balance"] == 0.5
     # The prior the model divides by is the one its epochs were drawn with,
     # not the training frequencies: the same subset and split, redrawn here.

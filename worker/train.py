@@ -500,6 +500,7 @@ def train(
     canvas_thickness: float = 0.0,
     pen_mix: float = 0.5,
     pen_varied: float = 0.5,
+    pen_widths: tuple[float, float] = (0.02, 0.12),
     class_balance: float = 0.0,
     hidden: tuple[int, ...] = (512, 512, 512),
     pixel_pool: int = 2,
@@ -529,6 +530,7 @@ def train(
     (:func:`pen_normalise`), the second drawn over all images, so it
     replaces some of the first; ``pen_varied`` is the share of those pen
     drawings made from other skeletons with a pen of varying width;
+    ``pen_widths`` the range of the pens' widths (fraction of the canvas);
     ``class_balance`` sets how each epoch draws
     its images (:func:`class_sampling`: 0 every image once, 1 every class
     equally often, 0.5 classes in proportion to the square root of their
@@ -589,7 +591,7 @@ def train(
     if augmentation and pen_mix > 0:
         t0 = time.perf_counter()
         say(f"[prep] re-drawing {len(Xtr)} training images with a pen (4 to 9 ms each)")
-        Xtr_pen = pen_normalise(Xtr, seed, varied=pen_varied)
+        Xtr_pen = pen_normalise(Xtr, seed, widths=pen_widths, varied=pen_varied)
         say(f"[prep] done in {_fmt_s(time.perf_counter() - t0)}")
     else:
         Xtr_pen = None
@@ -689,6 +691,7 @@ def train(
             "command": command or command_line(),
             "seed": seed, "epochs": epochs, "members": members, "canvas_mix": canvas_mix,
             "canvas_thickness": canvas_thickness, "pen_mix": pen_mix, "pen_varied": pen_varied,
+            "pen_widths": list(pen_widths),
             "class_balance": class_balance,
             "best_epoch": best_epoch, "hidden": list(hidden), "pixel_pool": pixel_pool, "coarse_cell": coarse_cell,
             "alpha": alpha, "batch_size": batch_size, "lr": lr, "lr_final": lr_final,
@@ -738,6 +741,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pen-mix", type=float, default=d["pen_mix"])
     ap.add_argument("--pen-varied", type=float, default=d["pen_varied"],
                     help="share of the pen drawings made from other skeletons with a pen of varying width")
+    ap.add_argument("--pen-widths", type=float, nargs=2, default=list(d["pen_widths"]), metavar=("MIN", "MAX"),
+                    help="range of the training pens' widths, as fractions of the canvas")
     ap.add_argument("--class-balance", type=float, default=d["class_balance"],
                     help="0: each epoch shows every image once; 1: every class equally often")
     ap.add_argument("--hidden", type=int, nargs="+", default=list(d["hidden"]))
@@ -756,7 +761,7 @@ def main(argv: list[str] | None = None) -> None:
     aug = {k: v for k, v in (("width_p", a.width_p), ("width_amount", a.width_amount)) if v is not None}
     train(a.data_dir, a.out, prefix=a.prefix, limit=a.limit, seed=a.seed, epochs=a.epochs,
           members=a.members, canvas_mix=a.canvas_mix, canvas_thickness=a.canvas_thickness, pen_mix=a.pen_mix,
-          pen_varied=a.pen_varied, class_balance=a.class_balance, hidden=tuple(a.hidden),
+          pen_varied=a.pen_varied, pen_widths=tuple(a.pen_widths), class_balance=a.class_balance, hidden=tuple(a.hidden),
           pixel_pool=a.pixel_pool, coarse_cell=a.coarse_cell, alpha=a.alpha, val_frac=a.val_frac,
           augment_options=aug or None, evaluate_test=not a.no_eval)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker import features as F
 from tests.conftest import compiler_found
+from worker import features as F
 from worker import train as T
 
 
@@ -124,7 +124,7 @@ def test_the_compiled_pass_equals_the_numpy_code(monkeypatch, emnist_test, setti
     # root of a HOG cell near zero magnifies those to about 1e-4 at most.
     assert np.abs(got - ref).max() < 1e-3
     assert np.abs(got - ref).mean() < 1e-6
-    # A view that is not contiguous, or float64, gives the same.
+    # Float64 input, or Fortran order, gives the same.
     assert np.array_equal(feats.transform(X.astype(np.float64)), got)
     assert np.array_equal(feats.transform(np.asfortranarray(X)), got)
 

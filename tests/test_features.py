@@ -129,6 +129,28 @@ def test_the_compiled_pass_equals_the_numpy_code(monkeypatch, emnist_test, setti
     assert np.array_equal(feats.transform(np.asfortranarray(X)), got)
 
 
+def test_the_compiled_pass_survives_non_finite_pixels():
+    """NaN, inf and float32's largest values never come out of preprocessing, but a
+    caller of the model may pass them: the compiled pass must not index outside
+    its histograms on them (opposite extremes side by side overflow to inf in the
+    deskewed image, and so reach the gradients), and the images beside them keep
+    their features."""
+    if F._compiled is None:
+        pytest.skip("worker._features is not built (no C compiler at install)")
+    X = _glyphs(7, seed=7)
+    X[1, 10:14, 10:14] = np.nan
+    X[2, 5, 5] = np.inf
+    X[3, 20, 3:9] = -np.inf
+    X[4] = np.nan
+    X[5, 10, 10], X[5, 10, 11] = 3e38, -3e38
+    feats = F.DeskewedFeatures(pixel_pool=2)
+    got = feats.transform(X)
+    clean = feats.transform(X[[0, 6]])
+    assert got.shape == (7, 784)
+    assert np.array_equal(got[[0, 6]], clean)
+    assert not np.isfinite(got[5]).all()  # the overflow did reach the features
+
+
 def test_the_compiled_pass_refuses_buffers_of_the_wrong_size():
     if F._compiled is None:
         pytest.skip("worker._features is not built (no C compiler at install)")

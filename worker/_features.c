@@ -115,10 +115,14 @@ static void hog(const float *D, float *out, const Plan *p)
             float gx = (x + 1 < S ? D[y * S + x + 1] : 0.0f) - (x > 0 ? D[y * S + x - 1] : 0.0f);
             float gy = (y + 1 < S ? D[(y + 1) * S + x] : 0.0f) - (y > 0 ? D[(y - 1) * S + x] : 0.0f);
             float mag = sqrtf(gx * gx + gy * gy);
-            if (mag == 0.0f)
+            if (!(mag > 0.0f))
                 continue;
             float ang = gradient_angle(gy, gx) * scale + (float)bins;
-            int b0 = (int)ang; /* ang lies in [bins / 2, 3 * bins / 2] */
+            /* ang lies in [bins / 2, 3 * bins / 2]; only non-finite pixels (NaN, inf)
+             * put it outside, and they must not index outside the histogram */
+            if (!(ang >= 0.0f && ang < 2.0f * bins))
+                continue;
+            int b0 = (int)ang;
             float f = ang - (float)b0;
             if (b0 >= bins)
                 b0 -= bins;

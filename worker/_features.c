@@ -25,8 +25,7 @@ static float cell_weight(int i, int x, int cell)
 }
 
 typedef struct {
-    int cell, bins, pool, nc, k;
-    float max_skew;
+    int bins, pool, nc, k;
     /* the (at most two) cells each coordinate falls in, with their weights */
     int cells[S][2];
     float weights[S][2];
@@ -202,12 +201,10 @@ static PyObject *deskewed_features(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "invalid feature settings");
         goto done;
     }
-    p.cell = cell;
     p.bins = bins;
     p.pool = pool;
     p.nc = S / cell;
     p.k = pool ? S / pool : 0;
-    p.max_skew = max_skew;
     const Py_ssize_t nf = (Py_ssize_t)p.nc * p.nc * bins + (Py_ssize_t)p.k * p.k;
     if (in.len != n * S * S * (Py_ssize_t)sizeof(float) || out.len != n * nf * (Py_ssize_t)sizeof(float)) {
         PyErr_Format(PyExc_ValueError, "expected %zd and %zd bytes, got %zd and %zd",
@@ -231,7 +228,7 @@ static PyObject *deskewed_features(PyObject *Py_UNUSED(self), PyObject *args)
     float D[S * S];
     for (Py_ssize_t i = 0; i < n; i++) {
         float *row = F + i * nf;
-        deskew(X + i * S * S, D, p.max_skew);
+        deskew(X + i * S * S, D, max_skew);
         hog(D, row, &p);
         if (p.pool)
             pixels(D, row + p.nc * p.nc * bins, p.pool, p.k);

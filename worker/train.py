@@ -372,6 +372,10 @@ def canvas_normalise(X: np.ndarray, up: int = 4, *, thickness: float = 0.0,
 #: varies by up to 60% (sd) along the strokes.
 PEN_LEVELS, PEN_UPS, PEN_PRESSURE = (0.3, 0.7), (3, 4), 0.6
 
+#: Widths of the training pens, as fractions of the canvas: a little wider
+#: than the 2.5-7% people use.
+PEN_WIDTHS = (0.02, 0.08)
+
 
 def _pen_style(rng: np.random.Generator) -> dict:
     from PIL import Image
@@ -399,7 +403,7 @@ def _pen_chunk(args: tuple[np.ndarray, int, tuple[float, float], float]) -> np.n
     return out
 
 
-def pen_normalise(X: np.ndarray, seed: int, *, widths: tuple[float, float] = (0.02, 0.08), varied: float = 0.0,
+def pen_normalise(X: np.ndarray, seed: int, *, widths: tuple[float, float] = PEN_WIDTHS, varied: float = 0.0,
                   processes: int | None = None, chunk: int = 2000) -> np.ndarray:
     """The images re-drawn with an even round pen and preprocessed, as a canvas
     drawing reaches the model.
@@ -513,7 +517,7 @@ def train(
     canvas_thickness: float = 0.0,
     pen_mix: float = 0.5,
     pen_varied: float = 0.5,
-    pen_widths: tuple[float, float] = (0.02, 0.08),
+    pen_widths: tuple[float, float] = PEN_WIDTHS,
     class_balance: float = 0.0,
     hidden: tuple[int, ...] = (512, 512, 512),
     pixel_pool: int = 2,

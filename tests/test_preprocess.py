@@ -204,6 +204,12 @@ def test_errors(data, exc):
     assert isinstance(info.value, ItemError)
 
 
+def test_a_header_past_pillows_bomb_limit_is_refused_with_ours():
+    with pytest.raises(ImageTooLarge) as info:
+        preprocess(_png_header_only(200_000, 200_000), max_pixels=4_000_000)
+    assert info.value.message == "The image is 40000000000 pixels; the limit is 4000000."
+
+
 def test_max_pixels_is_checked_before_decoding():
     data = VARIANTS["RGB dark on white"]
     with pytest.raises(ImageTooLarge, match="280x280"):

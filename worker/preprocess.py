@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import warnings
 from collections.abc import Callable
@@ -126,26 +127,26 @@ _PIL_ERRORS: tuple[type[BaseException], ...] = (
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Open (header only), check format and size, load the first frame."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InvalidImage("image data must be bytes")
+        raise InvalidImage("The image data must be bytes.")
     if len(data) == 0:
-        raise InvalidImage("empty image")
+        raise InvalidImage("The image is empty.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DecompressionBombWarning: we check ourselves
             im = Image.open(io.BytesIO(data), formats=None)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"image too large: {exc}") from exc
+        raise _bomb(exc, max_pixels) from exc
     except _PIL_ERRORS as exc:
-        raise InvalidImage("not a decodable image (the bytes are not an image in an accepted format)") from exc
+        raise InvalidImage("The bytes are not an image in an accepted format.") from exc
     if im.format not in ACCEPTED_FORMATS:
         raise UnsupportedFormat(
-            f"image format {im.format} not accepted (accepted: {', '.join(sorted(ACCEPTED_FORMATS))})"
+            f"Image format {im.format} is not accepted (accepted: {', '.join(sorted(ACCEPTED_FORMATS))})."
         )
     w, h = im.size
     if w <= 0 or h <= 0:
-        raise InvalidImage(f"image has zero size ({w}x{h})")
+        raise InvalidImage(f"The image has zero size ({w}x{h}).")
     if w * h > max_pixels:
-        raise ImageTooLarge(f"image is {w}x{h} = {w * h} pixels, limit {max_pixels}")
+        raise ImageTooLarge(f"The image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -153,10 +154,18 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
                 im.seek(0)
             im.load()
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"image too large: {exc}") from exc
+        raise _bomb(exc, max_pixels) from exc
     except _PIL_ERRORS as exc:
-        raise InvalidImage(f"corrupt or truncated image: {exc}") from exc
+        raise InvalidImage(f"The image is corrupt or truncated ({exc}).") from exc
     return _upright(im)
+
+
+def _bomb(exc: Exception, max_pixels: int) -> ImageTooLarge:
+    """Pillow refuses a header past its own, far higher limit before ours is
+    checked; say it with ours (and the size, from its message, where it is there)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1))} pixels" if found else "more pixels than Pillow opens"
+    return ImageTooLarge(f"The image is {size}; the limit is {max_pixels}.")
 
 
 #: EXIF orientation tag: how a camera or phone says to turn the stored pixels.
@@ -294,7 +303,7 @@ def _decode_u8(data: bytes, max_pixels: int) -> Image.Image:
     try:
         return _ink_u8(im)
     except _PIL_ERRORS as exc:
-        raise InvalidImage(f"cannot convert image (mode {im.mode}): {exc}") from exc
+        raise InvalidImage(f"The image (mode {im.mode}) cannot be converted ({exc}).") from exc
 
 
 def decode(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -447,7 +456,7 @@ def _glyph_box(small: np.ndarray, floor: int = _FLOOR_U8) -> tuple[tuple[int, in
     on = small >= floor
     rows = np.flatnonzero(on.any(axis=1))
     if len(rows) == 0:
-        raise BlankImage("the canvas is blank")
+        raise BlankImage("The canvas is blank.")
     cols = np.flatnonzero(on.any(axis=0))
     if rows[-1] - rows[0] == len(rows) - 1 and cols[-1] - cols[0] == len(cols) - 1:
         return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1), 1
@@ -574,12 +583,12 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     a = np.asarray(work, dtype=np.float32)
     peak = a.max()
     if peak < floor:
-        raise BlankImage("the canvas is blank")
+        raise BlankImage("The canvas is blank.")
     a *= 1.0 / peak
     area = a.sum()
     mass = area / (scale * scale)  # canvas px at full contrast
     if mass < MIN_INK_MASS_FRAC * W * H:
-        raise BlankImage("the canvas is near-blank (too little ink)")
+        raise BlankImage("The canvas is nearly blank (too little ink).")
 
     # 3. The glyph's tight box (0.1 level, as EMNIST measures) and stroke width.
     width = _stroke_width(a, area)
@@ -608,7 +617,7 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     long_px = max(gx1 - gx0, gy1 - gy0)
     tap = long_px / scale < TAP_SIZE * min(W, H)
     if width <= 0 or long_px < (MIN_EXTENT_PER_WIDTH if tap else BLOB_EXTENT_PER_WIDTH) * width:
-        raise BlankImage("the canvas holds a dot or blob, not a character")
+        raise BlankImage("The canvas holds a dot or a blob, not a character.")
 
     # 4. Move every edge by s so that, once the glyph (long side long_px + 2s)
     # is scaled to GLYPH_BOX, its stroke width (width + 2s) is the target T,
@@ -645,7 +654,7 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     arr = np.asarray(out, dtype=np.float32)
     mx = arr.max()
     if mx <= 0:
-        raise BlankImage("no ink left after normalisation")
+        raise BlankImage("No ink is left after normalisation.")
     return arr * np.float32(1.0 / mx)
 
 
@@ -659,7 +668,7 @@ def to_emnist(ink: np.ndarray) -> np.ndarray:
     """
     ink = np.asarray(ink)
     if ink.ndim != 2 or ink.size == 0:
-        raise BlankImage(f"expected a non-empty 2-D ink map, got shape {ink.shape}")
+        raise BlankImage(f"An ink map is a non-empty 2-D array, not one of shape {ink.shape}.")
     if ink.dtype == np.uint8:
         u8 = ink
     else:

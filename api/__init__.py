@@ -36,9 +36,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.wsgi_app = guard_body_reads(app.wsgi_app)  # type: ignore[method-assign]
 
     from .auth import authenticate
+    from .cors import allow_cross_origin
     from .observe import observe_requests
     from .routes import docs, health, jobs, metrics as metrics_route, page, predict
 
+    allow_cross_origin(app, settings.cors_origin_list)
     app.before_request(authenticate)
     observe_requests(app)
     for module in (health, jobs, predict, metrics_route, docs, page):

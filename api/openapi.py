@@ -74,13 +74,15 @@ def _paths() -> dict[str, Any]:
             "summary": "Submit a bulk job",
             "description": "Stores the images and queues them in chunks. A bad image is an error "
                            "on its item, not on the request. The images may also come as files of a "
-                           "multipart form, in `images`, in order.",
+                           "multipart form, in `images`, in order, or as the `images` fields of a "
+                           "form-encoded body.",
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                             "schema": {"type": "string", "maxLength": 255},
                             "description": "A retried submit with the same key returns the same job."}],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("JobCreate")},
                 "multipart/form-data": {"schema": _form("images", many=True, callback_url={"type": "string"})},
+                "application/x-www-form-urlencoded": {"schema": _ref("JobCreate")},
             }},
             "responses": {
                 "202": _json("JobDocument", "Accepted and queued.",
@@ -122,11 +124,12 @@ def _paths() -> dict[str, Any]:
         "/predict": {"post": {
             "operationId": "predict", "summary": "Classify one image now",
             "description": "Goes through the same queue and workers as bulk jobs, on its own queue. "
-                           "The image may also come as the file `image` of a multipart form, or as "
-                           "the body itself.",
+                           "The image may also come as the file `image` of a multipart form, the "
+                           "field `image` of a form-encoded body, or the body itself.",
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("PredictRequest")},
                 "multipart/form-data": {"schema": _form("image", many=False)},
+                "application/x-www-form-urlencoded": {"schema": _ref("PredictRequest")},
                 "image/*": {"schema": _BINARY},
                 "application/octet-stream": {"schema": _BINARY},
             }},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from flask import request
 from pydantic import BaseModel, ValidationError
@@ -24,6 +25,9 @@ def max_image_chars(max_image_bytes: int) -> int:
 #: Content types of a body that is the image itself (``curl --data-binary @x.png``).
 _RAW_IMAGE = ("image/", "application/octet-stream")
 
+#: An HTML form's body, or ``curl -d image=...``'s.
+_URLENCODED = "application/x-www-form-urlencoded"
+
 
 #: Commas a JSON body may hold beyond two per image (a data URL holds one, and
 #: one separates it from the next) and those of the other fields.
@@ -36,10 +40,11 @@ def read_body(model: type[M], max_images: int = 1) -> M:
 
     JSON is read whatever the content type says (fetch() sends strings as
     text/plain, curl -d as a form); a leading UTF-8 byte order mark is
-    skipped (RFC 8259 lets a parser ignore it). Images may also arrive as
-    files: a multipart form (``curl -F image=@x.png``; a job's in ``images``,
-    in order, its other fields as form fields), or for one image the body
-    itself. They are base64-encoded here, so the rest of the service sees
+    skipped (RFC 8259 lets a parser ignore it). A form-encoded body that is
+    not JSON is read as the form's fields (``curl -d image=<base64>``).
+    Images may also arrive as files: a multipart form (``curl -F
+    image=@x.png``; a job's in ``images``, in order, its other fields as form
+    fields), or for one image the body itself. They are base64-encoded here, so the rest of the service sees
     the same request either way.
 
     A JSON body is parsed whole before it is validated, at some 100 bytes of
@@ -61,6 +66,8 @@ def read_body(model: type[M], max_images: int = 1) -> M:
                 f"files named {field!r} in a multipart form.")
         return _validated(model, {field: _b64(request.get_data(cache=False))})
     body = request.get_data(cache=False)
+    if request.mimetype == _URLENCODED and not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"[")):
+        return _validated(model, _urlencoded(body, field, many, max_images))
     if body.count(b",") > 2 * max_images + _COMMA_SLACK:
         raise PayloadTooLarge(f"The body holds more JSON values than a request of at most {max_images} "
                               f"image{'s' if max_images > 1 else ''} can.", limit=max_images)
@@ -90,6 +97,26 @@ def _form(field: str, many: bool) -> dict[str, Any]:
         files = [f for _, f in request.files.items(multi=True)]
     data: dict[str, Any] = {k: v for k, v in request.form.items() if k != field}
     images = [_b64(f.read()) for f in files] or request.form.getlist(field)
+    return _with_images(data, field, many, images)
+
+
+def _urlencoded(body: bytes, field: str, many: bool, max_images: int) -> dict[str, Any]:
+    """A form-encoded body as the JSON body it stands for. Base64's ``+`` reads
+    as a space unless the client escaped it, and a space is never base64, so
+    the images' spaces are read back as ``+``."""
+    try:
+        pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True,
+                          max_num_fields=max_images + _COMMA_SLACK)
+    except ValueError:
+        raise PayloadTooLarge(f"The form holds more fields than a request of at most {max_images} "
+                              f"image{'s' if max_images > 1 else ''} can.", limit=max_images) from None
+    data: dict[str, Any] = {k: v for k, v in pairs if k != field}
+    images = [v.replace(" ", "+") for k, v in pairs if k == field]
+    return _with_images(data, field, many, images)
+
+
+def _with_images(data: dict[str, Any], field: str, many: bool, images: list[str]) -> dict[str, Any]:
+    """``data`` with the form's images under ``field``: a list for a job, one for /predict."""
     if many:
         data[field] = images
     elif len(images) > 1:

@@ -94,6 +94,10 @@ class Settings:
     rate_limit_per_min: int = _setting(
         "INKQ_RATE_LIMIT_PER_MIN", 6_000,
         "Requests per minute per API key (per client address without keys); 0 turns it off.")
+    cors_origins: str = _setting(
+        "INKQ_CORS_ORIGINS", "*",
+        "Comma-separated origins (`https://app.example.com`) whose web pages may call the API "
+        "from a browser; `*`: any (keys are bearer tokens, never cookies); `none`: no other site's.")
     webhook_allowed_hosts: str = _setting(
         "INKQ_WEBHOOK_ALLOWED_HOSTS", "",
         "Comma-separated hosts a job's `callback_url` may point at (`*.example.com` "
@@ -129,6 +133,11 @@ class Settings:
     @property
     def webhook_hosts(self) -> list[str]:
         return [h.strip() for h in self.webhook_allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        origins = [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+        return [] if [o.lower() for o in origins] == ["none"] else origins
 
     @property
     def card_path(self) -> Path:

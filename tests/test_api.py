@@ -152,3 +152,56 @@ def test_a_body_of_countless_tiny_values_is_refused_before_parsing(client, url):
     urls = ["data:image/png;base64,AAAA"] * 3
     resp = client.post("/v1/jobs", json={"images": urls})
     assert resp.status_code == 202
+
+
+def test_a_form_of_fields_is_read_as_its_json(client):
+    resp = client.post("/v1/jobs", data=b"images=AA+A&images=", content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 202, resp.get_json()
+    assert resp.get_json()["total"] == 2
+    resp = client.post("/v1/jobs", data=b"pictures=AAAA", content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "validation_failed"
+    many = b"&".join([b"images=AAAA"] * 100)
+    resp = client.post("/v1/jobs", data=many, content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 413
+
+
+def _cors_client(redis_server, origins: str, **settings):
+    s = Settings.from_env({}, redis_url=redis_server.url, cors_origins=origins, **settings)
+    return create_app(s).test_client()
+
+
+PREFLIGHT = {"Access-Control-Request-Method": "POST",
+             "Access-Control-Request-Headers": "authorization, content-type"}
+
+
+def test_cors_lets_other_sites_pages_call_the_api(redis_server):
+    client = _cors_client(redis_server, "*", require_api_key=True)
+    # The browser's preflight carries no key: it is answered before authentication.
+    resp = client.options("/v1/jobs", headers={"Origin": "https://app.example", **PREFLIGHT})
+    assert resp.status_code == 204
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in resp.headers["Access-Control-Allow-Methods"]
+    assert {"authorization", "content-type", "idempotency-key"} <= {
+        h.strip().lower() for h in resp.headers["Access-Control-Allow-Headers"].split(",")}
+    # Answers, errors included, are readable by the page, with the headers it needs.
+    resp = client.post("/v1/jobs", json={"images": ["AAAA"]}, headers={"Origin": "https://app.example"})
+    assert resp.status_code == 401
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Location" in resp.headers["Access-Control-Expose-Headers"]
+    # A request without an Origin (not from a browser page) gets no CORS headers.
+    assert "Access-Control-Allow-Origin" not in client.get("/healthz").headers
+
+
+def test_cors_names_the_origins_allowed(redis_server):
+    client = _cors_client(redis_server, "https://app.example, https://b.example/")
+    ok = client.options("/predict", headers={"Origin": "https://b.example", **PREFLIGHT})
+    assert ok.status_code == 204 and ok.headers["Access-Control-Allow-Origin"] == "https://b.example"
+    assert "Origin" in ok.headers["Vary"]
+    other = client.options("/predict", headers={"Origin": "https://evil.example", **PREFLIGHT})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    resp = client.get("/v1/limits", headers={"Origin": "https://evil.example"})
+    assert resp.status_code == 200 and "Access-Control-Allow-Origin" not in resp.headers
+    assert "Origin" in resp.headers["Vary"]
+    off = _cors_client(redis_server, "none")
+    resp = off.options("/predict", headers={"Origin": "https://app.example", **PREFLIGHT})
+    assert "Access-Control-Allow-Origin" not in resp.headers

@@ -135,6 +135,29 @@ def test_images_as_files(live_service, clear_pngs):
     assert [it["prediction"] for i, it in enumerate(items) if i != 1] == [c for _, c in clear_pngs]
 
 
+def test_images_as_form_fields(live_service, clear_pngs):
+    """An HTML form or `curl -d image=<base64>`: the fields of a form-encoded
+    body, with base64's `+` escaped or (as `curl -d` sends it) not."""
+    from urllib.parse import quote
+
+    png, char = clear_pngs[0]
+    bare = base64.b64encode(png).decode()
+    assert "+" in bare  # else the unescaped case below proves nothing
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with live_service.client() as client:
+        expected = client.post("/predict", json={"image": bare}).json()
+        assert expected["prediction"] == char
+        for body in ("image=" + quote(bare, safe=""), "image=" + bare, "image=" + quote(data_url(png), safe="")):
+            resp = client.post("/predict", content=body, headers=form)
+            assert resp.status_code == 200 and resp.json() == expected, resp.text
+        body = "&".join("images=" + b64 for b64 in [bare, "!!", base64.b64encode(clear_pngs[1][0]).decode()])
+        job = client.post("/v1/jobs", content=body, headers=form)
+        assert job.status_code == 202, job.text
+        wait_finished(client, job.json()["id"])
+        items = client.get(f"/v1/jobs/{job.json()['id']}/results").json()["items"]
+    assert [it.get("prediction") or it["error"]["code"] for it in items] == [char, "invalid_base64", clear_pngs[1][1]]
+
+
 def test_predict_bad_images_are_4xx(live_service):
     with live_service.client() as client:
         resp = client.post("/predict", json={"image": base64.b64encode(b"GIF89a-nope").decode()})

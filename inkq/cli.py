@@ -23,7 +23,7 @@ def cli() -> None:
 
     \b
     Run everything on this machine:   inkq up
-    Submit a folder of PNGs:          inkq submit drawings/ --wait --out results.csv
+    Submit a folder of images:        inkq submit drawings/ --wait --out results.csv
     """
 
 

@@ -25,7 +25,7 @@ import click
 from tqdm import tqdm
 
 from inkq import errors
-from inkq.client import DEFAULT_URL, POLL_INTERVAL_S, Client, find_pngs, is_finished
+from inkq.client import DEFAULT_URL, POLL_INTERVAL_S, Client, find_images, is_finished
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -36,7 +36,7 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES = {
     EXIT_OK: "all items classified",
-    EXIT_USAGE: "usage error (bad option, no PNG found, unknown output format)",
+    EXIT_USAGE: "usage error (bad option, no image found, unknown output format)",
     EXIT_PARTIAL: "partial success: some items errored",
     EXIT_FAILED: "job failed or was cancelled, or every item errored",
     EXIT_SERVICE: "service unreachable or the API returned an error",
@@ -145,8 +145,11 @@ def write_rows(rows: Sequence[Row], key: str, fmt: str, fh: TextIO) -> None:
 def summary(rows: Sequence[Row], jobs: Sequence[dict[str, Any]]) -> str:
     """One line for stderr: how many inputs, classified, errored, in how many jobs."""
     errored = sum(1 for row in rows if "error" in row)
-    plural = "s" if len(jobs) != 1 else ""
-    return f"{len(rows)} images: {len(rows) - errored} classified, {errored} errored ({len(jobs)} job{plural})"
+    return f"{_count(len(rows), 'image')}: {len(rows) - errored} classified, {errored} errored ({_count(len(jobs), 'job')})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def describe_job(job: dict[str, Any]) -> str:
@@ -261,7 +264,8 @@ def _emit(rows: Sequence[Row], key: str, out: str | None) -> None:
 def submit(
     paths: tuple[str, ...], wait_: bool, out: str | None, poll_interval: float, url: str, api_key: str | None
 ) -> None:
-    """Classify PNG files: PATHs are files or folders (searched recursively, sorted).
+    """Classify images: PATHs are files or folders (searched recursively, sorted,
+    for .png, .jpg, .jpeg, .webp, .gif and .bmp files).
 
     The images are split into as few jobs as the server's limits allow
     (GET /v1/limits). Without --wait the job ids are printed, one per line.
@@ -279,11 +283,11 @@ def submit(
     if out is not None:
         out_format(out)  # a bad name is a usage error before anything is sent
     try:
-        files = find_pngs(paths)
+        files = find_images(paths)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from exc
     if not files:
-        raise click.UsageError(f"no PNG files found in {' '.join(paths)}")
+        raise click.UsageError(f"no image files (.png, .jpg, .jpeg, .webp, .gif, .bmp) found in {' '.join(paths)}")
     jobs: list[dict[str, Any]] = []
     try:
         with Client(url, api_key=api_key) as client:
@@ -291,8 +295,8 @@ def submit(
             if not wait_:
                 for job in jobs:
                     click.echo(job["id"])
-                plural = "s" if len(jobs) != 1 else ""
-                click.echo(f"submitted {len(files)} images as {len(jobs)} job{plural}; follow with `inkq status JOB`", err=True)
+                click.echo(f"submitted {_count(len(files), 'image')} as {_count(len(jobs), 'job')}; "
+                           "follow with `inkq status JOB`", err=True)
                 _exit(EXIT_OK)
             try:
                 finished = _wait_all(client, jobs, poll_interval)

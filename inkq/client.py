@@ -62,7 +62,16 @@ RESULTS_PAGE_SIZE = 1000
 
 FINISHED_STATUSES = frozenset({"succeeded", "partially_succeeded", "failed", "cancelled"})
 RETRY_STATUSES = frozenset({429, 503})
-PNG_PREFIX = "data:image/png;base64,"
+
+#: File names a folder's images are found by: the formats workers read
+#: (``worker.preprocess.ACCEPTED_FORMATS``).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
+
+#: Media types by magic bytes, so a file's data URL names what it holds.
+_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
+          (b"BM", "image/bmp"))
+#: The longest data URL prefix :func:`encode_image` writes.
+_PREFIX_MAX = len("data:image/jpeg;base64,")
 
 #: Bytes of JSON around the list of images in a submit body (``{"images": []}``)
 #: plus slack, and around each image (two quotes, a comma).
@@ -95,12 +104,15 @@ Progress = Callable[[dict[str, Any]], None]
 def encode_image(image: Image) -> str:
     """The string the API accepts for one image.
 
-    Raw bytes become a PNG data URL; a string is passed through unchanged (the
-    API takes data URLs and bare base64 alike, so re-encoding would only cost
-    time); a path is read and encoded, for convenience in notebooks.
+    Raw bytes become a data URL of their format (PNG unless the bytes say
+    otherwise; the server reads the bytes, not the label); a string is passed
+    through unchanged (the API takes data URLs and bare base64 alike, so
+    re-encoding would only cost time); a path is read and encoded, for
+    convenience in notebooks.
     """
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return PNG_PREFIX + base64.b64encode(bytes(image)).decode("ascii")
+        data = bytes(image)
+        return f"data:{_media_type(data)};base64," + base64.b64encode(data).decode("ascii")
     if isinstance(image, str):
         return image
     if isinstance(image, os.PathLike):
@@ -108,9 +120,15 @@ def encode_image(image: Image) -> str:
     raise TypeError(f"an image is bytes, a base64/data-URL str or a path, not {type(image).__name__}")
 
 
+def _media_type(data: bytes) -> str:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((media for magic, media in _MAGIC if data.startswith(magic)), "image/png")
+
+
 def encoded_size(raw_bytes: int) -> int:
     """Bytes one raw image of ``raw_bytes`` takes in a submit body (data URL + JSON)."""
-    return len(PNG_PREFIX) + 4 * math.ceil(raw_bytes / 3) + _PER_IMAGE_OVERHEAD_BYTES
+    return _PREFIX_MAX + 4 * math.ceil(raw_bytes / 3) + _PER_IMAGE_OVERHEAD_BYTES
 
 
 def plan_batches(sizes: Sequence[int], max_images: int, max_request_bytes: int) -> list[range]:
@@ -208,10 +226,11 @@ def is_finished(job: dict[str, Any]) -> bool:
     return job.get("status") in FINISHED_STATUSES
 
 
-def find_pngs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """PNG files named by ``paths``: files as given, folders searched recursively, sorted.
+def find_images(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Image files named by ``paths``: files as given, folders searched
+    recursively for :data:`IMAGE_SUFFIXES`, sorted.
 
-    Each folder's PNGs are sorted by path so runs are reproducible; the order of
+    Each folder's images are sorted by path so runs are reproducible; the order of
     the arguments themselves is kept. Files named explicitly are taken whatever
     their extension (the server reports what it can't read, per item).
     """
@@ -219,7 +238,7 @@ def find_pngs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".png"))
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
         elif path.exists():
             found.append(path)
         else:
@@ -316,7 +335,7 @@ class Client:
     def submit(self, images: Sequence[Image], idempotency_key: str | None = None) -> dict[str, Any]:
         """Queue ``images`` as one job; returns the job document (status ``queued``).
 
-        Images are raw PNG bytes, base64 or data-URL strings (or paths). The
+        Images are raw image bytes (PNG, JPEG, WebP, GIF, BMP), base64 or data-URL strings (or paths). The
         request must fit the server's limits; :meth:`submit_files` splits for you.
         """
         key = idempotency_key or uuid.uuid4().hex
@@ -332,7 +351,7 @@ class Client:
     def submit_files(
         self, paths: Iterable[str | os.PathLike[str]], idempotency_prefix: str | None = None
     ) -> list[dict[str, Any]]:
-        """Submit PNG files and folders (searched recursively, sorted) as as few jobs as fit.
+        """Submit image files and folders (searched recursively, sorted) as as few jobs as fit.
 
         Returns one job document per job, in input order, each with an extra
         ``files`` key: the paths it holds, so result ``index`` i of that job is
@@ -340,7 +359,7 @@ class Client:
         With ``idempotency_prefix``, batch ``n`` is sent with key
         ``f"{prefix}-{n}"``, so rerunning the same command returns the same jobs.
         """
-        files = find_pngs(paths)
+        files = find_images(paths)
         if not files:
             return []
         limits = self.limits()

@@ -177,11 +177,20 @@ def _no_retry_init(init):
     return patched
 
 
+def test_the_summary_counts_in_words():
+    from inkq.cli_client import summary
+
+    one = [{"file": "a.png", "prediction": "A"}]
+    assert summary(one, [{}]) == "1 image: 1 classified, 0 errored (1 job)"
+    two = one + [{"file": "b.png", "error": {"code": "blank_image"}}]
+    assert summary(two, [{}, {}]) == "2 images: 1 classified, 1 errored (2 jobs)"
+
+
 def test_usage_errors_exit_2(tmp_path):
     assert run("submit", str(tmp_path / "missing")).exit_code == EXIT_USAGE
     (tmp_path / "notes.txt").write_text("x")
     no_png = run("submit", str(tmp_path))
-    assert no_png.exit_code == EXIT_USAGE and "no PNG files" in no_png.output
+    assert no_png.exit_code == EXIT_USAGE and "no image files" in no_png.output
     (tmp_path / "a.png").write_bytes(b"x")
     assert run("submit", str(tmp_path), "--wait", "--out", "x.xlsx").exit_code == EXIT_USAGE
     assert run("submit").exit_code == EXIT_USAGE

@@ -8,6 +8,7 @@ client's calls against the real service (``live_service`` from conftest).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import socket
 import threading
@@ -21,12 +22,12 @@ import pytest
 
 from inkq import errors
 from inkq.client import (
-    PNG_PREFIX,
+    IMAGE_SUFFIXES,
     Client,
     backoff_delay,
     encode_image,
     encoded_size,
-    find_pngs,
+    find_images,
     parse_retry_after,
     plan_batches,
 )
@@ -197,6 +198,9 @@ def test_results_follow_next_across_pages(scripted):
 # --------------------------------------------------------------------------- pure helpers
 
 
+PNG_PREFIX = "data:image/png;base64,"
+
+
 def test_encode_image_accepts_bytes_strings_and_paths(tmp_path: Path):
     raw = b"\x89PNG\r\n"
     data_url = PNG_PREFIX + base64.b64encode(raw).decode()
@@ -208,6 +212,29 @@ def test_encode_image_accepts_bytes_strings_and_paths(tmp_path: Path):
     with pytest.raises(TypeError):
         encode_image(42)  # type: ignore[arg-type]
     assert encoded_size(len(raw)) >= len(json.dumps(data_url)) + 1
+
+
+@pytest.mark.parametrize("fmt,media", [("PNG", "png"), ("JPEG", "jpeg"), ("WEBP", "webp"), ("GIF", "gif"),
+                                       ("BMP", "bmp")])
+def test_encode_image_names_the_format_the_bytes_hold(fmt, media):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(buf, fmt)
+    raw = buf.getvalue()
+    data_url = encode_image(raw)
+    assert data_url == f"data:image/{media};base64," + base64.b64encode(raw).decode()
+    assert encoded_size(len(raw)) >= len(json.dumps(data_url)) + 1
+
+
+def test_folders_are_searched_for_every_format_workers_read():
+    from PIL import Image
+
+    from worker.preprocess import ACCEPTED_FORMATS
+
+    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in ACCEPTED_FORMATS}
+    assert IMAGE_SUFFIXES <= readable
+    assert {Image.registered_extensions()[ext] for ext in IMAGE_SUFFIXES} == ACCEPTED_FORMATS
 
 
 def test_plan_batches_respects_both_limits_and_keeps_order():
@@ -232,14 +259,15 @@ def test_backoff_honours_retry_after_and_grows_otherwise():
     assert backoff_delay(3, rng=lambda: 0.0) == 1.0
 
 
-def test_find_pngs_sorts_folders_recursively(tmp_path: Path):
-    for name in ("b.png", "a.PNG", "sub/c.png", "notes.txt"):
+def test_find_images_sorts_folders_recursively(tmp_path: Path):
+    for name in ("b.png", "a.PNG", "sub/c.png", "sub/d.jpg", "e.JPEG", "f.webp", "notes.txt", "scan.tiff"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    found = find_pngs([tmp_path])
-    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.PNG", "b.png", "sub/c.png"]
+    found = find_images([tmp_path])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "a.PNG", "b.png", "e.JPEG", "f.webp", "sub/c.png", "sub/d.jpg"]
     with pytest.raises(FileNotFoundError):
-        find_pngs([tmp_path / "missing"])
+        find_images([tmp_path / "missing"])
 
 
 # --------------------------------------------------------------------------- against the real service

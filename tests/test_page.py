@@ -126,14 +126,25 @@ def test_draw_and_predict(page):
 def test_bulk_upload_progress_table_and_download(page, clear_pngs, tmp_path):
     from playwright.sync_api import expect
 
+    from PIL import Image
+
     paths = []
     for i, (png, label) in enumerate(clear_pngs):
-        paths.append(tmp_path / f"{i:02d}-drawn-{label}.png")
-        paths[-1].write_bytes(png)
+        if i in (1, 2):  # a photo's JPEG and a WebP, dark ink on white, beside the canvas PNGs
+            drawn = Image.open(io.BytesIO(png)).convert("RGBA")
+            page_ = Image.alpha_composite(Image.new("RGBA", drawn.size, "white"), drawn).convert("RGB")
+            paths.append(tmp_path / f"{i:02d}-drawn-{label}.{'jpg' if i == 1 else 'webp'}")
+            page_.save(paths[-1], "JPEG" if i == 1 else "WEBP")
+        else:
+            paths.append(tmp_path / f"{i:02d}-drawn-{label}.png")
+            paths[-1].write_bytes(png)
     broken = tmp_path / "99-broken.png"
     broken.write_bytes(b"definitely not a png")
-    page.locator("#file-input").set_input_files([str(p) for p in [*paths, broken]])
-    expect(page.locator("#selection-text")).to_contain_text(f"{len(paths) + 1} PNG files selected")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    page.locator("#file-input").set_input_files([str(p) for p in [*paths, broken, notes]])
+    expect(page.locator("#selection-text")).to_contain_text(f"{len(paths) + 1} images selected")
+    expect(page.locator("#selection-text")).to_contain_text("1 other file skipped")
     page.locator("#submit-btn").click()
 
     expect(page.locator("#bulk-progress")).to_have_attribute("aria-valuenow", "100")
@@ -271,6 +282,6 @@ def test_page_works_under_a_path_prefix(browser, prefixed_url):
     expect(page.locator("#predict-text")).to_have_text("L")
     page.goto(prefixed_url + "docs")
     expect(page.locator("#subtitle")).not_to_contain_text("Loading")
-    expect(page.locator("#predict")).to_contain_text("Also accepted as multipart/form-data, image/*")
+    expect(page.locator("#predict")).to_contain_text("Also accepted as multipart/form-data, application/x-www-form-urlencoded, image/*")
     context.close()
     assert outside == [] and failed == [], (outside, failed)

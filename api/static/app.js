@@ -1,5 +1,5 @@
 // inkq page: a drawing pad that calls POST /predict, and a bulk panel that
-// submits PNG files as jobs, polls them and shows their results.
+// submits image files as jobs, polls them and shows their results.
 //
 // Plain modern JavaScript, no build step and no dependencies, so the page works
 // offline from the API server itself. Every server answer goes through
@@ -10,7 +10,10 @@
 (() => {
   // ------------------------------------------------------------------ constants
 
-  const PNG_PREFIX = "data:image/png;base64,";
+  // The formats workers read, by media type and by file name (a folder's files may lack a type).
+  const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"];
+  const IMAGE_NAME = /\.(png|jpe?g|webp|gif|bmp)$/i;
+  const DATA_URL_PREFIX_MAX = "data:image/jpeg;base64,".length;
   const STROKE_WIDTH_FRACTION = 0.05;  // of the canvas width: looks like a felt pen
   const INK = "#14171c";               // dark ink; the canvas itself stays transparent
   const AUTO_PREDICT_DELAY_MS = 650;   // after the last stroke ends
@@ -23,7 +26,7 @@
   const ITEM_MESSAGES = {
     invalid_base64: "Not valid base64 data",
     invalid_image: "Not a readable image",
-    unsupported_format: "Not a PNG image",
+    unsupported_format: "Not an image format inkq reads (PNG, JPEG, WebP, GIF, BMP)",
     image_too_large: "Image too large",
     blank_image: "No drawing found (blank image)",
     not_processed: "Not processed (the job ended first)",
@@ -401,7 +404,7 @@
   let running = false;
   let cancelled = false;
 
-  const isPng = (file) => file.type === "image/png" || /\.png$/i.test(file.name);
+  const isImage = (file) => IMAGE_TYPES.includes(file.type) || IMAGE_NAME.test(file.name);
   const pathOf = (file) => file.webkitRelativePath || file.relativePath || file.name;
 
   function formatBytes(n) {
@@ -413,19 +416,19 @@
   function setFiles(list) {
     if (running) return;
     const all = Array.from(list);
-    const pngs = all.filter(isPng).sort((a, b) => pathOf(a).localeCompare(pathOf(b), undefined, { numeric: true }));
+    const images = all.filter(isImage).sort((a, b) => pathOf(a).localeCompare(pathOf(b), undefined, { numeric: true }));
     resetBulk();
-    files = pngs;
+    files = images;
     thumbs = files.map((f) => URL.createObjectURL(f));
-    const skipped = all.length - pngs.length;
+    const skipped = all.length - images.length;
     const bytes = files.reduce((sum, f) => sum + f.size, 0);
     if (files.length === 0) {
-      showAlert($("bulk-error"), skipped ? `None of the ${skipped} files is a PNG image.` : "No files chosen.");
+      showAlert($("bulk-error"), skipped ? `None of the ${skipped} files is an image (PNG, JPEG, WebP, GIF, BMP).` : "No files chosen.");
       return;
     }
     $("selection-text").textContent =
-      `${files.length} PNG file${files.length === 1 ? "" : "s"} selected (${formatBytes(bytes)})` +
-      (skipped ? ` · ${skipped} non-PNG file${skipped === 1 ? "" : "s"} skipped` : "");
+      `${files.length} image${files.length === 1 ? "" : "s"} selected (${formatBytes(bytes)})` +
+      (skipped ? ` · ${skipped} other file${skipped === 1 ? "" : "s"} skipped` : "");
     $("selection").hidden = false;
     $("submit-btn").disabled = false;
   }
@@ -497,16 +500,21 @@
 
   // ------------------------------------------------------------------ bulk: submitting and polling
 
-  function readAsBase64(file) {
+  // The file as a data URL named by its type where the browser knows it (one of
+  // IMAGE_TYPES), else bare base64; the server reads the bytes either way.
+  function readAsImageString(file) {
     return new Promise((resolve, reject) => {
       const reader = new FileReader();
-      reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
+      reader.onload = () => {
+        const b64 = String(reader.result).split(",", 2)[1] || "";
+        resolve(IMAGE_TYPES.includes(file.type) ? `data:${file.type};base64,${b64}` : b64);
+      };
       reader.onerror = () => reject(reader.error);
       reader.readAsDataURL(file);
     });
   }
 
-  const encodedSize = (bytes) => PNG_PREFIX.length + 4 * Math.ceil(bytes / 3) + PER_IMAGE_OVERHEAD_BYTES;
+  const encodedSize = (bytes) => DATA_URL_PREFIX_MAX + 4 * Math.ceil(bytes / 3) + PER_IMAGE_OVERHEAD_BYTES;
 
   /**
    * Split file indices into consecutive batches within the server's limits.
@@ -584,11 +592,11 @@
         if (cancelled) break;
         const batch = batches[b];
         setProgress(0, files.length, tooBig.length, batches.length > 1 ? `Uploading part ${b + 1} of ${batches.length}…` : "Uploading…");
-        const images = await Promise.all(batch.map((i) => readAsBase64(files[i])));
+        const images = await Promise.all(batch.map((i) => readAsImageString(files[i])));
         const key = (crypto.randomUUID && crypto.randomUUID()) || `${Date.now()}-${Math.random()}`;
         const doc = await apiWithRetry(
           "v1/jobs",
-          { method: "POST", body: { images: images.map((b64) => PNG_PREFIX + b64) }, headers: { "Idempotency-Key": key } },
+          { method: "POST", body: { images }, headers: { "Idempotency-Key": key } },
           (err, waitS) => showAlert(errorBox, `${err.message} Retrying in ${Math.ceil(waitS)} s…`, true),
         );
         hideAlert(errorBox);

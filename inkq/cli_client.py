@@ -25,7 +25,7 @@ import click
 from tqdm import tqdm
 
 from inkq import errors
-from inkq.client import DEFAULT_URL, POLL_INTERVAL_S, Client, find_images, is_finished
+from inkq.client import DEFAULT_URL, IMAGE_SUFFIXES, POLL_INTERVAL_S, Client, find_images, is_finished
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -287,7 +287,7 @@ def submit(
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from exc
     if not files:
-        raise click.UsageError(f"no image files (.png, .jpg, .jpeg, .webp, .gif, .bmp) found in {' '.join(paths)}")
+        raise click.UsageError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {' '.join(paths)}")
     jobs: list[dict[str, Any]] = []
     try:
         with Client(url, api_key=api_key) as client:

@@ -39,6 +39,7 @@ def allow_cross_origin(app: Flask, origins: list[str]) -> None:
         if allow is None or request.url_rule is None:
             return None  # Flask's own answer: no CORS headers, so the browser refuses
         response = Response(status=204)
+        del response.headers["Content-Type"]  # no body
         response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
         response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
         response.headers["Access-Control-Max-Age"] = str(MAX_AGE_S)

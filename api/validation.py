@@ -44,8 +44,8 @@ def read_body(model: type[M], max_images: int = 1) -> M:
     not JSON is read as the form's fields (``curl -d image=<base64>``).
     Images may also arrive as files: a multipart form (``curl -F
     image=@x.png``; a job's in ``images``, in order, its other fields as form
-    fields), or for one image the body itself. They are base64-encoded here, so the rest of the service sees
-    the same request either way.
+    fields), or for one image the body itself. They are base64-encoded here,
+    so the rest of the service sees the same request either way.
 
     A JSON body is parsed whole before it is validated, at some 100 bytes of
     memory a value, so a body of millions of tiny values (``[0,0,0,...]``) is

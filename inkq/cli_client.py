@@ -145,7 +145,8 @@ def write_rows(rows: Sequence[Row], key: str, fmt: str, fh: TextIO) -> None:
 def summary(rows: Sequence[Row], jobs: Sequence[dict[str, Any]]) -> str:
     """One line for stderr: how many inputs, classified, errored, in how many jobs."""
     errored = sum(1 for row in rows if "error" in row)
-    return f"{_count(len(rows), 'image')}: {len(rows) - errored} classified, {errored} errored ({_count(len(jobs), 'job')})"
+    return (f"{_count(len(rows), 'image')}: {len(rows) - errored} classified, {errored} errored "
+            f"({_count(len(jobs), 'job')})")
 
 
 def _count(n: int, noun: str) -> str:

@@ -282,6 +282,7 @@ def test_page_works_under_a_path_prefix(browser, prefixed_url):
     expect(page.locator("#predict-text")).to_have_text("L")
     page.goto(prefixed_url + "docs")
     expect(page.locator("#subtitle")).not_to_contain_text("Loading")
-    expect(page.locator("#predict")).to_contain_text("Also accepted as multipart/form-data, application/x-www-form-urlencoded, image/*")
+    expect(page.locator("#predict")).to_contain_text(
+        "Also accepted as multipart/form-data, application/x-www-form-urlencoded, image/*")
     context.close()
     assert outside == [] and failed == [], (outside, failed)

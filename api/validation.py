@@ -69,8 +69,7 @@ def read_body(model: type[M], max_images: int = 1) -> M:
     if request.mimetype == _URLENCODED and not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"[")):
         return _validated(model, _urlencoded(body, field, many, max_images))
     if body.count(b",") > 2 * max_images + _COMMA_SLACK:
-        raise PayloadTooLarge(f"The body holds more JSON values than a request of at most {max_images} "
-                              f"image{'s' if max_images > 1 else ''} can.", limit=max_images)
+        raise _too_many("The body holds more JSON values", max_images)
     if body[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte order mark (some Windows tools write one)
         body = body[3:]
     try:
@@ -108,11 +107,16 @@ def _urlencoded(body: bytes, field: str, many: bool, max_images: int) -> dict[st
         pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True,
                           max_num_fields=max_images + _COMMA_SLACK)
     except ValueError:
-        raise PayloadTooLarge(f"The form holds more fields than a request of at most {max_images} "
-                              f"image{'s' if max_images > 1 else ''} can.", limit=max_images) from None
+        raise _too_many("The form holds more fields", max_images) from None
     data: dict[str, Any] = {k: v for k, v in pairs if k != field}
     images = [v.replace(" ", "+") for k, v in pairs if k == field]
     return _with_images(data, field, many, images)
+
+
+def _too_many(what: str, max_images: int) -> PayloadTooLarge:
+    """413 for a body holding more parts than any request within the limit needs."""
+    images = f"{max_images} image{'s' if max_images > 1 else ''}"
+    return PayloadTooLarge(f"{what} than a request of at most {images} can.", limit=max_images)
 
 
 def _with_images(data: dict[str, Any], field: str, many: bool, images: list[str]) -> dict[str, Any]:

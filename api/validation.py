@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from flask import request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from inkq.errors import InvalidJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
@@ -56,6 +57,7 @@ def read_body(model: type[M], max_images: int = 1) -> M:
     if encoding not in ("", "identity"):
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding!r} is not supported; send the body uncompressed.")
+    _whole_body()
     field, many = _image_field(model)
     if request.mimetype == "multipart/form-data":
         return _validated(model, _form(field, many))
@@ -78,6 +80,19 @@ def read_body(model: type[M], max_images: int = 1) -> M:
         if any(p["type"] == "json_invalid" for p in exc.errors(include_url=False, include_input=False)):
             raise InvalidJSON("The request body is not valid JSON.") from None
         raise _failed(exc) from None
+
+
+def _whole_body() -> None:
+    """Refuse a body of unknown length (chunked) that reaches the size limit.
+
+    werkzeug stops reading such a body at ``MAX_CONTENT_LENGTH`` without an
+    error, and what it read would be parsed as the whole body: a form cut
+    there still parses, short of its last images. So the body is read here
+    (kept for the parsers) and refused when it is that long.
+    """
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(request.get_data()) >= limit:
+        raise RequestEntityTooLarge()
 
 
 def _image_field(model: type[BaseModel]) -> tuple[str, bool]:

@@ -32,6 +32,40 @@ def test_body_too_large_is_413(client):
     assert resp.get_json()["error"]["code"] == "payload_too_large"
 
 
+def _chunked(client, path: str, body: bytes, content_type: str):
+    """A POST without Content-Length, its body ending where the stream ends,
+    as gunicorn hands the app a chunked upload."""
+    import io
+
+    return client.post(path, input_stream=io.BytesIO(body), content_type=content_type,
+                       headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+
+
+_PAD = b"A" * 12_000  # an image past the limit of 10,000 bytes, before a job's last one
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("application/json", b'{"images": ["AAAA", "' + _PAD + b'", "AAAA"]}'),
+    # Cut at the limit, a form would still parse, short of its last image.
+    ("application/x-www-form-urlencoded", b"images=AAAA&images=" + _PAD + b"&images=AAAA"),
+    ("multipart/form-data; boundary=b", b"".join(
+        b'--b\r\nContent-Disposition: form-data; name="' + name + b'"\r\n\r\n' + value + b"\r\n"
+        for name, value in ((b"images", b"AAAA"), (b"images", _PAD), (b"images", b"AAAA"))) + b"--b--\r\n"),
+])
+def test_chunked_body_past_the_limit_is_413_not_cut_short(client, content_type, body):
+    """werkzeug stops reading a body of unknown length at the limit without
+    an error; the rest must not be parsed as if it were the whole body."""
+    resp = _chunked(client, "/v1/jobs", body, content_type)
+    assert resp.status_code == 413, resp.get_json()
+    assert resp.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_chunked_body_within_the_limit_is_read(client):
+    resp = _chunked(client, "/v1/jobs", b"images=AAAA&images=", "application/x-www-form-urlencoded")
+    assert resp.status_code == 202, resp.get_json()
+    assert resp.get_json()["total"] == 2
+
+
 def test_too_many_images_is_413(client):
     resp = client.post("/v1/jobs", json={"images": ["AAAA"] * 4})
     assert resp.status_code == 413

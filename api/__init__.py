@@ -30,6 +30,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     # A job's images may come as files of a multipart form, one part each.
     app.config["MAX_FORM_PARTS"] = settings.max_images_per_job + 64
+    # ... or as base64 in its text fields, which werkzeug would hold to 500 kB
+    # each (a 413 naming the body's limit); the body's own limit bounds them,
+    # and an image too large is the same error whichever way it came.
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_request_bytes
     app.extensions["inkq"] = Services.create(settings)
 
     register_error_handlers(app)

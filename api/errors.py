@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from inkq.errors import InkqError, RateLimited
@@ -42,7 +42,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Response:
         message = exc.description or exc.name
         if exc.code == 413:
-            message = f"The request body exceeds {app.config['MAX_CONTENT_LENGTH']} bytes."
+            message = _too_large(app.config["MAX_CONTENT_LENGTH"], app.config["MAX_FORM_PARTS"])
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         return json_response({"error": {"code": _code(exc), "message": message}}, exc.code or 500, headers)
 
@@ -50,6 +50,15 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
         return json_response({"error": {"code": "internal_error", "message": "Internal error."}}, 500)
+
+
+def _too_large(max_bytes: int, max_parts: int) -> str:
+    """werkzeug's 413 says only "too large": a body that fits (its length is
+    known) was refused for the number of a form's parts."""
+    length = request.content_length
+    if length is not None and length <= max_bytes:
+        return f"The form holds more than {max_parts} parts."
+    return f"The request body exceeds {max_bytes} bytes."
 
 
 class _GuardedInput:

@@ -128,6 +128,25 @@ def test_a_job_of_files_in_a_multipart_form(client):
     resp = client.post("/v1/jobs", data={"images": [(io.BytesIO(b"x" * 600), "big.png")]},
                        content_type="multipart/form-data")
     assert resp.status_code == 202 and resp.get_json()["failed"] == 1
+    # More parts than a form of that many images needs: werkzeug's own 413, said plainly.
+    resp = client.post("/v1/jobs", data={f"f{i}": "x" for i in range(80)}, content_type="multipart/form-data")
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["message"] == "The form holds more than 67 parts."
+
+
+def test_images_in_multipart_text_fields_meet_the_image_limit_not_werkzeugs(redis_server):
+    """``curl -F images=<x.b64``: a text field past werkzeug's 500 kB default
+    is an image like any other, held to the image and body limits."""
+    settings = Settings.from_env({}, redis_url=redis_server.url, max_request_bytes=4_000_000,
+                                 max_image_bytes=1_000_000)
+    client = create_app(settings).test_client()
+    big = "A" * 600_000  # 450 kB of base64: within the image limit
+    resp = client.post("/v1/jobs", data={"images": ["AAAA", big]}, content_type="multipart/form-data")
+    assert resp.status_code == 202, resp.get_json()
+    assert (resp.get_json()["total"], resp.get_json()["failed"]) == (2, 0)
+    resp = client.post("/predict", data={"image": "A" * 1_500_000}, content_type="multipart/form-data")
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["message"] == "The image exceeds 1000000 bytes."
 
 
 def test_predict_takes_one_file(client):

@@ -66,6 +66,12 @@ def test_chunked_body_within_the_limit_is_read(client):
     assert resp.get_json()["total"] == 2
 
 
+def test_unknown_job_is_404_and_a_long_id_is_not_echoed_whole(client):
+    resp = client.get("/v1/jobs/" + "a" * 3000)
+    assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "job_not_found"
+    assert resp.get_json()["error"]["message"] == f"No job '{'a' * 40}...' (unknown, expired, or not yours)."
+
+
 def test_too_many_images_is_413(client):
     resp = client.post("/v1/jobs", json={"images": ["AAAA"] * 4})
     assert resp.status_code == 413

@@ -144,7 +144,8 @@ def _job_response(doc: dict[str, Any], status: int) -> Response:
 def _job_or_404(job_id: str) -> dict[str, Any]:
     doc = services().store.get(job_id, owner=owner())
     if doc is None:
-        raise JobNotFound(f"No job {job_id!r} (unknown, expired, or not yours).")
+        shown = job_id if len(job_id) <= 40 else job_id[:40] + "..."  # ids are 26 characters
+        raise JobNotFound(f"No job {shown!r} (unknown, expired, or not yours).")
     return doc
 
 

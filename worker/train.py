@@ -146,7 +146,15 @@ only produce the final figures):
    pages (accuracy / balanced) raw 87.40 / 88.92 against 87.40 / 89.10,
    canvas 86.60 / 88.01 against 86.47 / 88.23, pen 85.13 / 85.50 against
    85.27 / 86.03, marker 84.67 / 85.18 against 84.63 / 85.40, stray 83.43 /
-   84.41 against 83.20 / 84.19: level, so left off without a test figure;
+   84.41 against 83.20 / 84.19: level, so left off without a test figure.
+   Elastic distortion (``elastic_p`` 0.5, alpha 34, sigma 4 px, on top of
+   the affine) over the whole recipe, since the six-epoch screen above may
+   have been too short for a regulariser: one network of 30 epochs against
+   the kept model's first network (same seed) kept 0.8858 against 0.8853 on
+   validation, its last five epochs 0.8835 against 0.8819 on average; on
+   3,000 validation pages (balanced) raw 88.58 against 88.53, canvas 86.79
+   against 87.36, pen 84.68 against 86.19, marker 83.89 against 84.86: the
+   drawings lose, so left off;
 5. class imbalance: the artifact stores the training class frequencies and
    :meth:`worker.model.Model.predict_proba` divides by them (validation is
    scored the same way); with ``class_balance`` above 0 the epochs draw the

@@ -87,6 +87,10 @@ class Settings:
         "INKQ_API_PROCESSES", 1, "Gunicorn worker processes of the API.")
     api_threads: int = _setting(
         "INKQ_API_THREADS", 16, "Threads per API process (requests waiting on workers hold one).")
+    client_timeout_s: float = _setting(
+        "INKQ_CLIENT_TIMEOUT_S", 20.0,
+        "The API drops a client that sends or reads nothing for this long in the middle of a "
+        "request, so a stalled connection does not hold a thread.")
     require_api_key: bool = _setting(
         "INKQ_REQUIRE_API_KEY", False,
         "Require an API key (`Authorization: Bearer <key>`) on /v1 and /predict; "

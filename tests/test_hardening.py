@@ -88,3 +88,42 @@ def test_json_logs_carry_ids_and_no_secrets(json_logged, canvas_pngs):
     assert chunks == {"0-32", "32-64", "64-70"}
     assert any(r["logger"].startswith("api") for r in mine)
     assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)
+
+
+def test_clients_that_stall_do_not_keep_others_out(live_service, clear_pngs):
+    """Three times as many half-sent requests as the API has threads: some stop
+    in their headers, some in their body, and all keep their side open. Each is
+    dropped after INKQ_CLIENT_TIMEOUT_S (a body cut short is a 400), and
+    /predict is answered soon after; without the timeout every thread would
+    wait on them for good, and without closing off the main thread the
+    worker would stop accepting for 2 s per dropped client."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from tests.conftest import extra_api
+
+    png, char = clear_pngs[0]
+    env = {"INKQ_CLIENT_TIMEOUT_S": "1", "INKQ_API_THREADS": "4"}
+    with extra_api(live_service, "api-stalls", env) as url:
+        u = urlsplit(url)
+        head = b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        stalls = []
+        for i in range(12):
+            sock = socket.create_connection((u.hostname, u.port), timeout=30)
+            sock.sendall(head if i % 2 else head + b"Content-Length: 100000\r\n\r\n{\"images\": [\"")
+            stalls.append(sock)
+        try:
+            t0 = time.monotonic()
+            with httpx.Client(base_url=url, timeout=60) as client:
+                resp = client.post("/predict", json={"image": data_url(png)})
+            waited = time.monotonic() - t0
+            answer = stalls[0].recv(65536)  # one stalled in its body
+        finally:
+            for sock in stalls:
+                sock.close()
+    assert resp.status_code == 200 and resp.json()["prediction"] == char
+    assert waited < 15, waited  # three rounds of 1 s, plus /predict itself
+    assert answer.startswith(b"HTTP/1.1 400") and b"bad_request" in answer, answer[:300]
+    log = live_service.logs("api-stalls", tail=100_000)
+    assert "dropped a client that sent nothing for 1.0 s" in log
+    assert "Socket error processing request" not in log

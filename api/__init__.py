@@ -38,6 +38,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     register_error_handlers(app)
     app.wsgi_app = guard_body_reads(app.wsgi_app)  # type: ignore[method-assign]
+    if settings.proxies:  # the client's address, scheme, host and path as the proxies saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)  # type: ignore[method-assign]
 
     from .auth import authenticate
     from .cors import allow_cross_origin

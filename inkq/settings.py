@@ -87,6 +87,11 @@ class Settings:
         "INKQ_API_PROCESSES", 1, "Gunicorn worker processes of the API.")
     api_threads: int = _setting(
         "INKQ_API_THREADS", 16, "Threads per API process (requests waiting on workers hold one).")
+    proxies: int = _setting(
+        "INKQ_PROXIES", 0,
+        "Reverse proxies in front of the API that set X-Forwarded-For, -Proto, -Host and -Prefix: "
+        "the API believes that many of them (client addresses for rate limits, the scheme, host "
+        "and path of links). 0: the headers are ignored, as any client could forge them.")
     client_timeout_s: float = _setting(
         "INKQ_CLIENT_TIMEOUT_S", 20.0,
         "The API drops a client that sends or reads nothing for this long in the middle of a "

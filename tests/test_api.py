@@ -264,3 +264,27 @@ def test_cors_names_the_origins_allowed(redis_server):
     off = _cors_client(redis_server, "none")
     resp = off.options("/predict", headers={"Origin": "https://app.example", **PREFLIGHT})
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_forwarded_headers_count_only_behind_proxies(redis_server, proxies):
+    """Behind INKQ_PROXIES proxies, each client has its own rate limit and the
+    links carry the path the proxy serves the API under; without, the headers
+    are the client's to forge and change nothing."""
+    import uuid
+
+    settings = Settings.from_env({}, redis_url=redis_server.url, rate_limit_per_min=2, proxies=proxies)
+    client = create_app(settings).test_client()
+    proxy = {"REMOTE_ADDR": f"10.{uuid.uuid4().int % 250}.0.1"}  # a bucket no other test shares
+
+    def post(forwarded_for: str):
+        return client.post("/v1/jobs", json={"images": ["AAAA"]}, environ_base=proxy,
+                           headers={"X-Forwarded-For": forwarded_for, "X-Forwarded-Prefix": "/inkq"})
+
+    first = uuid.uuid4().hex[:8]
+    assert [post(f"203.0.113.{i}, {first}").status_code for i in range(2)] == [202, 202]
+    assert post(first).status_code == 429  # the same client: its limit, or the proxy's
+    other = post(uuid.uuid4().hex[:8])
+    assert other.status_code == (202 if proxies else 429)
+    if proxies:
+        assert other.get_json()["links"]["self"].startswith("/inkq/v1/jobs/")

@@ -208,17 +208,24 @@ def error_from_response(response: httpx.Response) -> errors.InkqError:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         detail = dict(body["error"])
     else:
+        # Not the API's own answer: a wrong URL (another server) or a proxy in front.
         text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
         detail = {
             "code": _CODE_BY_STATUS.get(response.status_code, "internal_error"),
             "message": f"HTTP {response.status_code} {response.reason_phrase}"
-            + (f": {text}" if text else ""),
+            + (f": {text}" if text else "")
+            + f" (not an answer of the inkq API; is {_where(response.request.url)} right?)",
         }
     if response.status_code == 429 and "retry_after_s" not in detail:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is not None:
             detail["retry_after_s"] = math.ceil(retry_after)
     return errors.from_dict(detail, response.status_code)
+
+
+def _where(url: httpx.URL) -> str:
+    """The URL without credentials or query, to show in a message."""
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
 
 
 def is_finished(job: dict[str, Any]) -> bool:

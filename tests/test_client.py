@@ -160,6 +160,7 @@ def test_non_json_error_still_maps_to_the_right_type(scripted):
     with Client(url, retries=0) as client, pytest.raises(errors.ServiceUnavailable) as info:
         client.limits()
     assert "502" in info.value.message
+    assert f"not an answer of the inkq API; is {url}/v1/limits right?" in info.value.message
 
 
 def test_connection_refused_raises_service_unavailable_after_retries():

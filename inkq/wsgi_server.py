@@ -74,6 +74,7 @@ class PatientThreadWorker(ThreadWorker):
 
 
 def _close(conn: Any, graceful: bool = False) -> None:
+    """``TConn.close``, with the graceful close's wait on a thread of its own."""
     if graceful:
         threading.Thread(target=gunicorn_util.close_graceful, args=(conn.sock,), daemon=True).start()
     else:

@@ -77,19 +77,18 @@ def test_idempotency_key_binds_once(store):
     assert store.remember_idempotency("other", "k1", "job-3") is None
 
 
-def test_lost_chunks_are_found_and_queued_again(store, monkeypatch):
+def test_lost_chunks_are_found_and_queued_again(redis_server):
     """A chunk the broker lost leaves its items without results: a job that made
     no progress for longer than a lost chunk takes to come back has them queued
     again, once per heartbeat and only while no chunk waits in the bulk queue."""
     from inkq.settings import Settings
-    from worker import tasks
-    from worker.tasks import requeue_lost
+    from worker.tasks import BULK_QUEUE, requeue_lost
 
-    # This Redis also serves the suite's live workers: the stand-in chunk below
-    # goes to a queue of its own, which they do not read.
-    BULK_QUEUE = "test:inkq.bulk"
-    monkeypatch.setattr(tasks, "BULK_QUEUE", BULK_QUEUE)
-    store.redis.delete(BULK_QUEUE, keys.requeue_lock(), keys.active())
+    # This Redis also serves the suite's live workers, whose heartbeats look for
+    # lost chunks in database 0 (and would take the lock, or the job, from under
+    # this test): it works in a database of its own.
+    store = JobStore(connect(redis_server.url.rsplit("/", 1)[0] + "/1", timeout_s=2), ttl_s=3600)
+    store.redis.flushdb()
     job = store.create([b"x"] * 40, rejected={3: BAD["error"]})["id"]
     store.claim(job, 0, 16, model_version="m")
     store.record(job, 0, [OK] * 16)

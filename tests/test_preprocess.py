@@ -217,6 +217,35 @@ def test_max_pixels_is_checked_before_decoding():
     assert decode(data, max_pixels=280 * 280).shape == (280, 280)
 
 
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_an_animation_is_read_as_its_first_frame_and_no_further(fmt, monkeypatch):
+    """Viewers without animation show the first frame, and so do we. Counting
+    frames reads all of them: 100,000 one-pixel GIF frames fit in the 2 MB an
+    image may have, and took 0.4 s an image to count (2 ms to read the first)."""
+    from PIL import GifImagePlugin
+
+    def drawn(shape: str) -> Image.Image:
+        im = Image.new("RGB", (280, 280), "white")
+        draw = ImageDraw.Draw(im)
+        if shape == "bar":
+            draw.line([(140, 40), (140, 240)], fill="black", width=18)
+        else:
+            draw.ellipse([60, 40, 220, 240], outline="black", width=18)
+        return im
+
+    def encoded(frames: list[Image.Image]) -> bytes:
+        buf = io.BytesIO()
+        frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:], duration=100)
+        return buf.getvalue()
+
+    frames_read = []
+    seek = GifImagePlugin.GifImageFile._seek
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "_seek",
+                        lambda im, frame, *a, **k: frames_read.append(frame) or seek(im, frame, *a, **k))
+    animation = encoded([drawn("bar"), drawn("ring"), drawn("ring")])
+    assert np.abs(preprocess(animation) - preprocess(encoded([drawn("bar")]))).max() < 0.02
+    assert max(frames_read, default=0) == 0
+
 def test_garbage_never_escapes_as_another_exception():
     rng = np.random.default_rng(1)
     good = VARIANTS["RGBA transparent"]

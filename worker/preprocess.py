@@ -150,9 +150,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)
-            im.load()
+            im.load()  # the first frame: counting frames would read every one
     except Image.DecompressionBombError as exc:
         raise _bomb(exc, max_pixels) from exc
     except _PIL_ERRORS as exc:

@@ -217,6 +217,39 @@ def test_max_pixels_is_checked_before_decoding():
     assert decode(data, max_pixels=280 * 280).shape == (280, 280)
 
 
+def _jpeg_with_scans(extra: int) -> bytes:
+    """A progressive 2000x2000 JPEG with ``extra`` copies of one of its AC scans
+    (with the Huffman table before it): each costs a dozen bytes and a pass
+    over the whole image."""
+    buf = io.BytesIO()
+    Image.new("L", (2000, 2000), 255).save(buf, format="JPEG", progressive=True)
+    data = buf.getvalue()
+    segments, i = [], 2
+    while data[i + 1] != 0xD9:
+        end = i + 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+        if data[i + 1] == 0xDA:  # the scan's entropy-coded data runs to the next marker
+            while not (data[end] == 0xFF and data[end + 1] not in (0x00, *range(0xD0, 0xD8))):
+                end += 1
+        segments.append(data[i:end])
+        i = end
+    ac = next(k for k, seg in enumerate(segments) if seg[1] == 0xDA and seg[5 + 2 * seg[4]] > 0)
+    return data[:2] + b"".join(segments) + (segments[ac - 1] + segments[ac]) * extra + b"\xff\xd9"
+
+
+def test_a_jpeg_of_endless_scans_is_refused_before_decoding():
+    """A per-item error in milliseconds, where decoding the 2 MB of scans took
+    27 s; a JPEG with as many scans as encoders write reads as before."""
+    with pytest.raises(InvalidImage, match="more than 256 scans"):
+        preprocess(_jpeg_with_scans(54_000))
+    with pytest.raises(BlankImage):  # decoded: the page is white
+        preprocess(_jpeg_with_scans(P.MAX_JPEG_SCANS - 10))
+    for mode in ("L", "RGB"):
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(VARIANTS["RGB dark on white"])).convert(mode).save(
+            buf, format="JPEG", progressive=True, quality=90)
+        assert preprocess(buf.getvalue()).max() > 0.5
+
+
 @pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
 def test_an_animation_is_read_as_its_first_frame_and_no_further(fmt, monkeypatch):
     """Viewers without animation show the first frame, and so do we. Counting

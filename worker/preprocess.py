@@ -64,6 +64,11 @@ ACCEPTED_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP
 #: Default limit on width * height (pixels) of an image, checked on the header.
 MAX_PIXELS = 4_000_000
 
+#: Most scans a JPEG may have. A progressive JPEG's decoder passes over the whole
+#: image once a scan, and a scan can be a dozen bytes: 2 MB of them took 27 s to
+#: decode at 2000x2000. Encoders write 1-3 scans, or about 10 progressive ones.
+MAX_JPEG_SCANS = 256
+
 #: Version of this preprocessing, recorded in the model card.
 PREPROCESS_VERSION = "11"
 
@@ -147,6 +152,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise InvalidImage(f"The image has zero size ({w}x{h}).")
     if w * h > max_pixels:
         raise ImageTooLarge(f"The image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}.")
+    # Start-of-scan markers; entropy-coded data cannot hold one (0xFF is stuffed).
+    if im.format == "JPEG" and bytes(data).count(b"\xff\xda") > MAX_JPEG_SCANS:
+        raise InvalidImage(f"The JPEG has more than {MAX_JPEG_SCANS} scans; encoders write about 10.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -383,6 +383,23 @@ def test_a_one_pixel_line_keeps_its_shape(reference, size, monkeypatch):
     assert np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1] < corr - 0.05
 
 
+@pytest.mark.parametrize("size", [700, 1300, 2000])
+@pytest.mark.parametrize("pen", [0.02, 0.05, 0.07])
+def test_a_bar_on_a_big_canvas_reads_as_on_a_small_one(size, pen):
+    """A '1' or an 'l' is a bar: on a phone's or a tablet's canvas (1,000 px and
+    more), cropped and brought to the work size, it can fill its map's width,
+    and its stroke width was measured without the edges along the map's sides
+    (it was refused as a blob, or thinned away)."""
+    def bar(side: int) -> np.ndarray:
+        im = Image.new("L", (side, side), 255)
+        ImageDraw.Draw(im).line([(side // 2, side * 0.15), (side // 2, side * 0.85)], fill=0,
+                                width=round(pen * side))
+        return preprocess(png(im))
+
+    small, big = bar(280), bar(size)
+    assert np.corrcoef(small.ravel(), big.ravel())[0, 1] > 0.95
+    assert abs(float(big.sum()) - float(small.sum())) < 0.2 * float(small.sum())
+
 def _ink_png(ink: np.ndarray) -> bytes:
     arr = np.zeros(ink.shape + (4,), np.uint8)
     arr[..., 3] = np.round(np.clip(ink, 0, 1) * 255)

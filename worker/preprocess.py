@@ -70,7 +70,7 @@ MAX_PIXELS = 4_000_000
 MAX_JPEG_SCANS = 256
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "11"
+PREPROCESS_VERSION = "12"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -331,7 +331,10 @@ def _stroke_width(a: np.ndarray, area: float | None = None) -> float:
     """Stroke width estimate ``2 * area / perimeter`` of an ink map (px).
 
     The perimeter is the summed gradient magnitude, taken as the L1 norm times
-    pi/4 (its mean ratio to the L2 norm over all edge directions)."""
+    pi/4 (its mean ratio to the L2 norm over all edge directions). Ink that
+    reaches the map's edge has an edge there too: a bar on a big canvas,
+    cropped and scaled, can fill its map's width."""
+    a = np.pad(a, 1)
     per = (np.abs(a[1:] - a[:-1]).sum() + np.abs(a[:, 1:] - a[:, :-1]).sum()) * (math.pi / 4)
     if area is None:
         area = a.sum()

@@ -400,6 +400,38 @@ def test_a_bar_on_a_big_canvas_reads_as_on_a_small_one(size, pen):
     assert np.corrcoef(small.ravel(), big.ravel())[0, 1] > 0.95
     assert abs(float(big.sum()) - float(small.sum())) < 0.2 * float(small.sum())
 
+def _long_thin(w: int, h: int, page: str) -> bytes:
+    """A w x h page (w long) with a third of its middle inked: on a plain page, a
+    faint gradient (uneven light) or as a row of dots, one pixel in three."""
+    a = np.full((h, w), 255.0)
+    if page == "shaded":
+        a -= 40 * np.arange(w)[None, :] / w
+    if page == "dotted":
+        a[:, w // 3: 2 * w // 3: 3] = 0
+    else:
+        a[h // 3: max(h // 3 + 1, 2 * h // 3), w // 3: 2 * w // 3] = 0
+    return png(Image.fromarray(a.astype(np.uint8), "L"))
+
+
+@pytest.mark.parametrize("page", ["plain", "shaded", "dotted"])
+@pytest.mark.parametrize("w, h", [(4_000_000, 1), (2_000_000, 2), (400_000, 10), (10, 400_000)])
+def test_a_long_thin_image_costs_no_more_than_a_square_one(w, h, page):
+    """Images of a few kB within the pixel limit, 4,000,000 x 1 px: each step
+    sized by the short side alone asked for up to 34 GB (a MemoryError), 4.5 GB
+    and 26 s (the uneven-light median), or 650 MB and 4 s (a million pieces)."""
+    import tracemalloc
+
+    data = _long_thin(w, h, page)
+    tracemalloc.start()
+    try:
+        preprocess(data)
+    except ItemError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 150e6, f"{peak / 1e6:.0f} MB"
+
 def _ink_png(ink: np.ndarray) -> bytes:
     arr = np.zeros(ink.shape + (4,), np.uint8)
     arr[..., 3] = np.round(np.clip(ink, 0, 1) * 255)

@@ -125,13 +125,15 @@ def _paths() -> dict[str, Any]:
             "operationId": "predict", "summary": "Classify one image now",
             "description": "Goes through the same queue and workers as bulk jobs, on its own queue. "
                            "The image may also come as the file `image` of a multipart form, the "
-                           "field `image` of a form-encoded body, or the body itself.",
+                           "field `image` of a form-encoded body, or the body itself: the file "
+                           "(whatever the content type says), or a data URL or base64 as text.",
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("PredictRequest")},
                 "multipart/form-data": {"schema": _form("image", many=False)},
                 "application/x-www-form-urlencoded": {"schema": _ref("PredictRequest")},
                 "image/*": {"schema": _BINARY},
                 "application/octet-stream": {"schema": _BINARY},
+                "text/plain": {"schema": {"type": "string", "description": "A data URL or base64."}},
             }},
             "responses": {"200": _json("Prediction", "The top-5 characters."),
                           **_errors(400, *_GUARDED, 413, 415, 422, 504)},

@@ -29,6 +29,13 @@ _RAW_IMAGE = ("image/", "application/octet-stream")
 #: An HTML form's body, or ``curl -d image=...``'s.
 _URLENCODED = "application/x-www-form-urlencoded"
 
+#: How the accepted image files begin (WebP: ``RIFF`` and ``WEBP`` at 8), and
+#: how their base64 begins: a body that begins so is an image whatever its
+#: content type says (``curl --data-binary @x.png`` calls it a form, ``fetch``
+#: calls a data URL text/plain).
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+_BASE64_MAGIC = (b"data:", b"iVBORw0KGgo", b"/9j/", b"R0lGOD", b"UklGR")
+
 
 #: Commas a JSON body may hold beyond two per image (a data URL holds one, and
 #: one separates it from the next) and those of the other fields.
@@ -45,8 +52,11 @@ def read_body(model: type[M], max_images: int = 1) -> M:
     not JSON is read as the form's fields (``curl -d image=<base64>``).
     Images may also arrive as files: a multipart form (``curl -F
     image=@x.png``; a job's in ``images``, in order, its other fields as form
-    fields), or for one image the body itself. They are base64-encoded here,
-    so the rest of the service sees the same request either way.
+    fields), or for one image the body itself: with an image's content type,
+    or any body that begins as an image file, a data URL or an image's
+    base64 does (``curl --data-binary @x.png``, ``fetch(url, {body:
+    canvas.toDataURL()})``). They are base64-encoded here, so the rest of the
+    service sees the same request either way.
 
     A JSON body is parsed whole before it is validated, at some 100 bytes of
     memory a value, so a body of millions of tiny values (``[0,0,0,...]``) is
@@ -68,6 +78,13 @@ def read_body(model: type[M], max_images: int = 1) -> M:
                 f"files named {field!r} in a multipart form.")
         return _validated(model, {field: _b64(request.get_data(cache=False))})
     body = request.get_data(cache=False)
+    image = _bare_image(body)
+    if image is not None:
+        if many:
+            raise UnsupportedMediaType(
+                f"The body is one image; send a job's images as JSON or as files named {field!r} in "
+                "a multipart form.")
+        return _validated(model, {field: image})
     if request.mimetype == _URLENCODED and not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"{", b"[")):
         return _validated(model, _urlencoded(body, field, many, max_images))
     if body.count(b",") > 2 * max_images + _COMMA_SLACK:
@@ -93,6 +110,17 @@ def _whole_body() -> None:
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(request.get_data()) >= limit:
         raise RequestEntityTooLarge()
+
+
+def _bare_image(body: bytes) -> str | None:
+    """The body as an image string when it is one image by itself (the file,
+    a data URL or base64: see :data:`_IMAGE_MAGIC`); None for anything else."""
+    if body.startswith(_IMAGE_MAGIC) or (body[:4] == b"RIFF" and body[8:12] == b"WEBP"):
+        return _b64(body)
+    text = body.strip()
+    if text.startswith(_BASE64_MAGIC):
+        return text.decode("latin-1")
+    return None
 
 
 def _image_field(model: type[BaseModel]) -> tuple[str, bool]:
@@ -155,6 +183,12 @@ def _validated(model: type[M], data: dict[str, Any]) -> M:
 
 def _failed(exc: ValidationError) -> ValidationFailed:
     problems = exc.errors(include_url=False, include_input=False)
-    described = "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems[:3])
+    described = "; ".join(f"{_where(p['loc'])}: {p['msg']}" for p in problems[:3])
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return ValidationFailed(f"The request does not match the schema: {described}{more}.")
+
+
+def _where(loc: tuple) -> str:
+    """A problem's place in the body, its names cut to 40 characters (a form's
+    field names are whatever the client sent)."""
+    return ".".join(str(part)[:40] + ("…" if len(str(part)) > 40 else "") for part in loc) or "body"

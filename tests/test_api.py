@@ -222,6 +222,10 @@ def test_a_form_of_fields_is_read_as_its_json(client):
     many = b"&".join([b"images=AAAA"] * 100)
     resp = client.post("/v1/jobs", data=many, content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 413
+    # A field's name is whatever the client sent: the answer names 40 characters of it.
+    resp = client.post("/predict", data=b"x" * 300 + b"=1", content_type="application/x-www-form-urlencoded")
+    message = resp.get_json()["error"]["message"]
+    assert resp.status_code == 400 and "x" * 40 + "…" in message and "x" * 41 not in message
 
 
 def _cors_client(redis_server, origins: str, **settings):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 import time
 
 import httpx
 import pytest
+from PIL import Image
 
 import worker
 from tests.conftest import data_url, wait_until
@@ -133,6 +135,28 @@ def test_images_as_files(live_service, clear_pngs):
         items = client.get(f"/v1/jobs/{job.json()['id']}/results").json()["items"]
     assert items[1]["error"]["code"] == "invalid_image"
     assert [it["prediction"] for i, it in enumerate(items) if i != 1] == [c for _, c in clear_pngs]
+
+
+def test_an_image_by_itself_is_the_body_whatever_its_label(live_service, clear_pngs):
+    """`curl --data-binary @x.png` (which labels it a form), a file under any
+    label, and a data URL or base64 as text (what `fetch(url, {body:
+    canvas.toDataURL()})` sends): the body is the image."""
+    png, char = clear_pngs[0]
+    drawing = Image.open(io.BytesIO(png)).convert("RGBA")
+    jpeg = io.BytesIO()
+    Image.alpha_composite(Image.new("RGBA", drawing.size, "white"), drawing).convert("RGB").save(
+        jpeg, format="JPEG", quality=95)
+    bodies = [(png, "application/x-www-form-urlencoded"), (png, None), (png, "application/json"),
+              (jpeg.getvalue(), "application/x-www-form-urlencoded"),
+              (data_url(png).encode(), "text/plain;charset=UTF-8"), (data_url(png).encode() + b"\n", None),
+              (base64.b64encode(png), "text/plain"), (base64.encodebytes(png), "application/json")]
+    with live_service.client() as client:
+        for body, label in bodies:
+            headers = {"Content-Type": label} if label else {}
+            resp = client.post("/predict", content=body, headers=headers)
+            assert resp.status_code == 200 and resp.json()["prediction"] == char, (body[:24], label, resp.text)
+        resp = client.post("/v1/jobs", content=png, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert resp.status_code == 415 and "multipart" in resp.json()["error"]["message"]
 
 
 def test_images_as_form_fields(live_service, clear_pngs):

@@ -335,8 +335,8 @@ def _stroke_width(a: np.ndarray, area: float | None = None) -> float:
     pi/4 (its mean ratio to the L2 norm over all edge directions). Ink that
     reaches the map's edge has an edge there too: a bar on a big canvas,
     cropped and scaled, can fill its map's width."""
-    a = np.pad(a, 1)
-    per = (np.abs(a[1:] - a[:-1]).sum() + np.abs(a[:, 1:] - a[:, :-1]).sum()) * (math.pi / 4)
+    per = (np.abs(a[1:] - a[:-1]).sum() + np.abs(a[:, 1:] - a[:, :-1]).sum()
+           + a[0].sum() + a[-1].sum() + a[:, 0].sum() + a[:, -1].sum()) * (math.pi / 4)
     if area is None:
         area = a.sum()
     return float(2.0 * area / per) if per > 0 else 0.0

@@ -335,8 +335,9 @@ def _stroke_width(a: np.ndarray, area: float | None = None) -> float:
     pi/4 (its mean ratio to the L2 norm over all edge directions). Ink that
     reaches the map's edge has an edge there too: a bar on a big canvas,
     cropped and scaled, can fill its map's width."""
-    per = (np.abs(a[1:] - a[:-1]).sum() + np.abs(a[:, 1:] - a[:, :-1]).sum()
-           + a[0].sum() + a[-1].sum() + a[:, 0].sum() + a[:, -1].sum()) * (math.pi / 4)
+    framed = np.zeros((a.shape[0] + 2, a.shape[1] + 2), np.float32)  # np.pad takes 10 times as long
+    framed[1:-1, 1:-1] = a
+    per = (np.abs(framed[1:] - framed[:-1]).sum() + np.abs(framed[:, 1:] - framed[:, :-1]).sum()) * (math.pi / 4)
     if area is None:
         area = a.sum()
     return float(2.0 * area / per) if per > 0 else 0.0

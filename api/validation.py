@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from inkq.errors import InvalidJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from inkq.imagetypes import media_type
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,11 +30,10 @@ _RAW_IMAGE = ("image/", "application/octet-stream")
 #: An HTML form's body, or ``curl -d image=...``'s.
 _URLENCODED = "application/x-www-form-urlencoded"
 
-#: How the accepted image files begin (WebP: ``RIFF`` and ``WEBP`` at 8), and
-#: how their base64 begins: a body that begins so is an image whatever its
-#: content type says (``curl --data-binary @x.png`` calls it a form, ``fetch``
-#: calls a data URL text/plain).
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+#: How a data URL and the base64 of a PNG, JPEG, GIF and WebP begin: a body that
+#: begins so, or as an image file (:func:`inkq.imagetypes.media_type`), is an
+#: image whatever its content type says (``curl --data-binary @x.png`` calls it
+#: a form, ``fetch`` calls a data URL text/plain).
 _BASE64_MAGIC = (b"data:", b"iVBORw0KGgo", b"/9j/", b"R0lGOD", b"UklGR")
 
 
@@ -71,14 +71,8 @@ def read_body(model: type[M], max_images: int = 1) -> M:
     field, many = _image_field(model)
     if request.mimetype == "multipart/form-data":
         return _validated(model, _form(field, many))
-    if request.mimetype.startswith(_RAW_IMAGE):
-        if many:
-            raise UnsupportedMediaType(
-                f"A body of {request.mimetype} holds one image; send a job's images as JSON or as "
-                f"files named {field!r} in a multipart form.")
-        return _validated(model, {field: _b64(request.get_data(cache=False))})
     body = request.get_data(cache=False)
-    image = _bare_image(body)
+    image = _b64(body) if request.mimetype.startswith(_RAW_IMAGE) else _bare_image(body)
     if image is not None:
         if many:
             raise UnsupportedMediaType(
@@ -114,12 +108,12 @@ def _whole_body() -> None:
 
 def _bare_image(body: bytes) -> str | None:
     """The body as an image string when it is one image by itself (the file,
-    a data URL or base64: see :data:`_IMAGE_MAGIC`); None for anything else."""
-    if body.startswith(_IMAGE_MAGIC) or (body[:4] == b"RIFF" and body[8:12] == b"WEBP"):
+    a data URL or base64: see :data:`_BASE64_MAGIC`); None for anything else."""
+    if media_type(body):
         return _b64(body)
-    text = body.strip()
+    text = body.lstrip()  # strip() would copy a whole JSON body for its final newline
     if text.startswith(_BASE64_MAGIC):
-        return text.decode("latin-1")
+        return text.rstrip().decode("latin-1")
     return None
 
 

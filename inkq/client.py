@@ -40,6 +40,7 @@ import httpx
 import orjson
 
 from inkq import errors
+from inkq.imagetypes import media_type
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Per-request timeout in seconds (connect, read, write, pool).
@@ -67,9 +68,6 @@ RETRY_STATUSES = frozenset({429, 503})
 #: (``worker.preprocess.ACCEPTED_FORMATS``).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 
-#: Media types by magic bytes, so a file's data URL names what it holds.
-_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
-          (b"BM", "image/bmp"))
 #: The longest data URL prefix :func:`encode_image` writes.
 _PREFIX_MAX = len("data:image/jpeg;base64,")
 
@@ -112,18 +110,12 @@ def encode_image(image: Image) -> str:
     """
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
-        return f"data:{_media_type(data)};base64," + base64.b64encode(data).decode("ascii")
+        return f"data:{media_type(data) or 'image/png'};base64," + base64.b64encode(data).decode("ascii")
     if isinstance(image, str):
         return image
     if isinstance(image, os.PathLike):
         return encode_image(Path(image).read_bytes())
     raise TypeError(f"an image is bytes, a base64/data-URL str or a path, not {type(image).__name__}")
-
-
-def _media_type(data: bytes) -> str:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((media for magic, media in _MAGIC if data.startswith(magic)), "image/png")
 
 
 def encoded_size(raw_bytes: int) -> int:

@@ -528,6 +528,57 @@ def test_dotted_strokes_are_joined(reference, diameter, spacing, monkeypatch):
     assert np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1] < corr - 0.1
 
 
+def _like(data: bytes, segments, diameter: float) -> float:
+    """Correlation of a drawing's preprocessed image with that of the same
+    strokes drawn whole (the same discs, stamped every pixel)."""
+    whole = preprocess(_ink_png(_dotted(segments, diameter, 1.0)))
+    return float(np.corrcoef(preprocess(data).ravel(), whole.ravel())[0, 1])
+
+
+def _scaled(segments, f: float):
+    return [tuple((140 + (x - 140) * f, 140 + (y - 140) * f) for x, y in seg) for seg in segments]
+
+
+def test_dots_too_close_to_part_on_the_first_look_are_joined(monkeypatch):
+    """Dots whose gaps close in the reduced canvas (it holds fewer than
+    DOT_PIECES pieces) but not in the work image are joined too: the work
+    image's Euler number finds them."""
+    segments = _scaled(_F, 0.7)
+    data = _ink_png(_dotted(segments, 8, 8 * 1.4))
+    small = np.asarray(P._decode_u8(data, P.MAX_PIXELS).reduce(P._REDUCE))
+    assert P._glyph_box(small)[1] < P.DOT_PIECES
+    joined = _like(data, segments, 8)
+    assert joined > 0.95
+    monkeypatch.setattr(P, "_euler_number", lambda a: 0)
+    assert _like(data, segments, 8) < joined - 0.05
+
+
+def test_a_dotted_x_keeps_its_arms(monkeypatch):
+    """Widely spaced dots are pieces apart in the reduced canvas, each a stray
+    mark by itself; grouped into strokes they are kept, not only the dots
+    that touch where the strokes cross."""
+    segments = [((80, 50), (200, 230)), ((200, 50), (80, 230))]
+    data = _ink_png(_dotted(segments, 12, 12 * 2.5))
+    assert _like(data, segments, 12) > 0.95
+    monkeypatch.setattr(P, "DOT_MAX_PIECES", 0)
+    assert _like(data, segments, 12) < 0.5
+
+
+def test_euler_number_is_pieces_less_holes():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        h, w = rng.integers(1, 40, size=2)
+        a = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 2.0)).astype(np.float32)
+        a = (a - a.min()) / max(float(a.max() - a.min()), 1e-6)
+        level = float(rng.uniform(0.3, 0.7))
+        on = a >= level
+        pieces = ndimage.label(on, structure=np.ones((3, 3)))[1]
+        holes = ndimage.label(~np.pad(on, 1))[1] - 1  # 4-connected background, less the outside
+        assert P._euler_number(a, level) == pieces - holes
+
+
 def test_a_dotted_ring_is_closed(monkeypatch):
     """The dots of an 'O' join all the way round (a tree through them alone
     would leave it open), and not across it."""

@@ -25,8 +25,9 @@ Two steps, both pure functions:
 
     A stray mark apart from the glyph (a tap of the pen, a speck in a scan)
     would otherwise shrink the glyph into a corner of its crop, so small pieces
-    of ink far from the rest are left out of the crop (see STRAY_MASS); and a
-    page photographed under uneven light has its shade taken away first (see
+    of ink far from the rest are left out of the crop (see STRAY_MASS), while
+    the dots of strokes stamped as rows of dots are kept and joined (see
+    DOT_PIECES); and a page photographed under uneven light has its shade taken away first (see
     SHADE_LEVEL).
 
     Pen drawings on a canvas come in any stroke width relative to the glyph
@@ -70,7 +71,7 @@ MAX_PIXELS = 4_000_000
 MAX_JPEG_SCANS = 256
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "12"
+PREPROCESS_VERSION = "13"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -463,8 +464,10 @@ def _glyph_box(small: np.ndarray, floor: int = _FLOOR_U8) -> tuple[tuple[int, in
     A piece outside the others' box shows as a gap in the row or the column
     profile, so where both are gapless (most drawings) the box is the profiles'
     span (counted as one piece). Otherwise the pieces are labelled (8-connected,
-    at or above the contrast floor) and, starting from the one with the most
-    ink, every piece that is big or near (see STRAY_MASS) joins, until none does.
+    at or above the contrast floor), the dots of a dotted drawing are grouped
+    into the strokes they trace (:func:`_dotted_strokes`) and, starting from
+    the piece with the most ink, every piece that is big or near (see
+    STRAY_MASS) joins, until none does.
     """
     on = small >= floor
     rows = np.flatnonzero(on.any(axis=1))
@@ -480,6 +483,8 @@ def _glyph_box(small: np.ndarray, floor: int = _FLOOR_U8) -> tuple[tuple[int, in
     b = np.array([(s[1].start, s[0].start, s[1].stop, s[0].stop)
                   for s in ndimage.find_objects(labels)], dtype=np.float64)
     mass = np.bincount(labels.ravel(), weights=small.ravel(), minlength=n + 1)[1:]
+    if DOT_PIECES <= n <= DOT_MAX_PIECES:
+        b, mass = _dotted_strokes(b, mass, np.bincount(labels.ravel(), minlength=n + 1)[1:])
     w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
     stroke = np.maximum(w, h) > 2 * np.minimum(w, h)
 
@@ -505,8 +510,9 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 #: Dotted strokes. A client that stamps a disc at every pointer event without
 #: joining them leaves a stroke drawn fast as a row of separate dots, which no
 #: scan looks like. When the reduced canvas falls into at least DOT_PIECES
-#: pieces (:func:`_glyph_box` counts them; a drawing whose row and column
-#: profiles have no gap counts as one and costs nothing more) and the work
+#: pieces (:func:`_glyph_box` counts them), or the work image has an Euler
+#: number (pieces less holes) of at least DOT_PIECES (dots closer than the
+#: reduction merge in the reduced canvas, not in the work image), and the work
 #: image holds at least DOT_PIECES dots (pieces whose long side is at most
 #: DOT_ROUND times the diameter of a disc of their area) with DOT_SHARE of the
 #: ink, the dots are joined the way a reader joins them: along the shortest
@@ -516,6 +522,71 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 #: the tree (closing an 'O'), with lines as wide as the dots. Stroke widths are
 #: normalised after.
 DOT_PIECES, DOT_ROUND, DOT_SHARE, DOT_REACH, DOT_LOOP, DOT_LOOP_HOPS = 4, 1.6, 0.6, 2.5, 1.5, 4
+#: Most pieces of a reduced canvas searched for a dotted drawing (the search
+#: compares every pair; a character's dots number in the tens).
+DOT_MAX_PIECES = 400
+
+
+def _dots(long_side: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Which pieces are dots: a long side at most DOT_ROUND times the diameter
+    of a disc of the piece's area (px)."""
+    return long_side <= DOT_ROUND * np.sqrt(area * (4 / math.pi))
+
+
+def _dotted_strokes(b: np.ndarray, mass: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes ``(x0, y0, x1, y1)`` and ink masses of a reduced canvas's
+    pieces, a dotted drawing's dots grouped into the strokes they trace.
+
+    Left apart, every dot of a stroke drawn fast is a small piece away from
+    the others: a stray mark by the rules of :func:`_glyph_box`, so a dotted
+    'X' would lose its arms. In a drawing of at least DOT_PIECES dots
+    holding DOT_SHARE of the ink, two pieces lie as far apart as the gap
+    between their boxes plus a dot's size (two dots' centres); the shortest
+    tree through the pieces is cut at the edges longer than DOT_REACH times
+    its median edge, as in :func:`_joined_dots`, and each part becomes one
+    piece. A tap of the pen further off stays apart. Other drawings' pieces
+    come back as they are.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    dot = _dots(np.maximum(w, h), area)
+    if dot.sum() < DOT_PIECES or mass[dot].sum() < DOT_SHARE * mass.sum():
+        return b, mass
+    gap_x = np.maximum(0.0, np.maximum(b[:, None, 0], b[None, :, 0]) - np.minimum(b[:, None, 2], b[None, :, 2]))
+    gap_y = np.maximum(0.0, np.maximum(b[:, None, 1], b[None, :, 1]) - np.minimum(b[:, None, 3], b[None, :, 3]))
+    apart = np.hypot(gap_x, gap_y) + np.median(np.maximum(w, h)[dot])
+    np.fill_diagonal(apart, 0.0)  # no edge from a piece to itself
+    tree = minimum_spanning_tree(apart).tocoo()
+    near = tree.data <= DOT_REACH * np.median(tree.data)
+    n = len(b)
+    links = coo_matrix((np.ones(int(near.sum())), (tree.row[near], tree.col[near])), shape=(n, n))
+    groups, group = connected_components(links, directed=False)
+    if groups == n:
+        return b, mass
+    grouped = np.full((groups, 4), np.inf)
+    grouped[:, 2:] = -np.inf
+    for k, reduce in enumerate((np.minimum, np.minimum, np.maximum, np.maximum)):
+        reduce.at(grouped[:, k], group, b[:, k])
+    return grouped, np.bincount(group, weights=mass, minlength=groups)
+
+
+_QUAD_EULER = np.zeros(16, dtype=np.int64)
+_QUAD_EULER[[1, 2, 4, 8]], _QUAD_EULER[[7, 11, 13, 14]], _QUAD_EULER[[6, 9]] = 1, -1, -2
+
+
+def _euler_number(a: np.ndarray, level: float = 0.5) -> int:
+    """Pieces (8-connected) less holes of ``a >= level``, counted from its 2x2
+    blocks (Gray's quads: one pixel +1, three -1, a diagonal pair -2, over 4):
+    a few array operations, where labelling the pieces costs several times as
+    much, on every drawing."""
+    h, w = a.shape
+    framed = np.zeros((h + 2, w + 2), dtype=np.uint8)
+    np.greater_equal(a, level, out=framed[1:-1, 1:-1].view(bool))
+    pairs = framed[:-1] + 2 * framed[1:]  # each pixel and the one below: 0-3
+    quads = pairs[:, :-1] + 4 * pairs[:, 1:]  # and the two to their right: 0-15
+    return int(np.bincount(quads.ravel(), minlength=16) @ _QUAD_EULER) // 4
 
 
 def _joined_dots(a: np.ndarray) -> np.ndarray:
@@ -530,8 +601,7 @@ def _joined_dots(a: np.ndarray) -> np.ndarray:
     index = np.arange(1, n + 1)
     area = ndimage.sum_labels(on, labels, index)
     boxes = ndimage.find_objects(labels)
-    long_side = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
-    dot = long_side <= DOT_ROUND * np.sqrt(area * (4 / math.pi))
+    dot = _dots(np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes]), area)
     mass = ndimage.sum_labels(a, labels, index)
     if dot.sum() < DOT_PIECES or mass[dot].sum() < DOT_SHARE * mass.sum():
         return a
@@ -619,7 +689,7 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
         a *= 1.0 / peak
         area = a.sum()
         width = _stroke_width(a, area)
-    if pieces >= DOT_PIECES > 0:
+    if DOT_PIECES > 0 and (pieces >= DOT_PIECES or _euler_number(a) >= DOT_PIECES):
         joined = _joined_dots(a)
         if joined is not a:
             a, area = joined, float(joined.sum())

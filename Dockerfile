@@ -13,7 +13,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: the inkq package as a wheel (no source tree in the final image) ---
-# A C compiler here only: it builds worker._fastpng and worker._features into the wheel.
+# A C compiler here only: it builds worker._fastpng, worker._features and worker._euler
+# into the wheel.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN apt-get update \

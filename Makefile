@@ -20,15 +20,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml setup.py worker/_fastpng.c worker/_features.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard worker/*.c) | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml setup.py worker/_fastpng.c worker/_features.c | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py $(wildcard worker/*.c) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-bench: pyproject.toml setup.py worker/_fastpng.c worker/_features.c | $(BIN)/python
+$(VENV)/.installed-bench: pyproject.toml setup.py $(wildcard worker/*.c) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	@touch $@ $(VENV)/.installed $(VENV)/.installed-test
 

@@ -40,7 +40,8 @@ SERVICE_ENV = {
 
 def compiler_found() -> bool:
     """Whether a C compiler is on this machine: where one is, the optional C
-    extensions (``worker._fastpng``, ``worker._features``) must have been built."""
+    extensions (``worker._fastpng``, ``worker._features``, ``worker._euler``) must
+    have been built."""
     import shlex
     import shutil
     import sysconfig

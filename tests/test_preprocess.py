@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from inkq.errors import BlankImage, ImageTooLarge, InvalidImage, ItemError, UnsupportedFormat
+from tests.conftest import compiler_found
 from worker import preprocess as P
 from worker.emnist import load_split
 from worker.preprocess import ACCEPTED_FORMATS, decode, preprocess, to_emnist
@@ -564,11 +565,16 @@ def test_a_dotted_x_keeps_its_arms(monkeypatch):
     assert _like(data, segments, 12) < 0.5
 
 
-def test_euler_number_is_pieces_less_holes():
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_euler_number_is_pieces_less_holes(compiled, monkeypatch):
     from scipy import ndimage
 
+    if not compiled:
+        monkeypatch.setattr(P, "_euler", None)
+    elif P._euler is None:
+        pytest.skip("worker._euler is not built (no C compiler at install)")
     rng = np.random.default_rng(0)
-    for _ in range(200):
+    for _ in range(300):
         h, w = rng.integers(1, 40, size=2)
         a = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 2.0)).astype(np.float32)
         a = (a - a.min()) / max(float(a.max() - a.min()), 1e-6)
@@ -577,6 +583,16 @@ def test_euler_number_is_pieces_less_holes():
         pieces = ndimage.label(on, structure=np.ones((3, 3)))[1]
         holes = ndimage.label(~np.pad(on, 1))[1] - 1  # 4-connected background, less the outside
         assert P._euler_number(a, level) == pieces - holes
+    # A view that is not C-contiguous takes the numpy code: the same count.
+    assert P._euler_number(a.T, level) == pieces - holes
+
+
+def test_euler_number_is_compiled_where_a_compiler_is():
+    if not compiler_found():
+        pytest.skip("no C compiler on this machine: the numpy code serves")
+    assert P._euler is not None, "worker._euler was not built: reinstall (pip install -e .) and read the compiler's error"
+    with pytest.raises(ValueError):
+        P._euler.euler_number(np.zeros((4, 4), np.float32), 5, 4, 0.5)
 
 
 def test_a_dotted_ring_is_closed(monkeypatch):

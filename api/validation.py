@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -72,7 +73,11 @@ def read_body(model: type[M], max_images: int = 1) -> M:
     if request.mimetype == "multipart/form-data":
         return _validated(model, _form(field, many))
     body = request.get_data(cache=False)
-    image = _b64(body) if request.mimetype.startswith(_RAW_IMAGE) else _bare_image(body)
+    if request.mimetype.startswith(_RAW_IMAGE):
+        image = _b64(body)
+    else:
+        body = _as_utf8(body)
+        image = _bare_image(body)
     if image is not None:
         if many:
             raise UnsupportedMediaType(
@@ -91,6 +96,19 @@ def read_body(model: type[M], max_images: int = 1) -> M:
         if any(p["type"] == "json_invalid" for p in exc.errors(include_url=False, include_input=False)):
             raise InvalidJSON("The request body is not valid JSON.") from None
         raise _failed(exc) from None
+
+
+def _as_utf8(body: bytes) -> bytes:
+    """A text body in UTF-16 or UTF-32 (Windows PowerShell 5 writes files in
+    UTF-16 with a byte order mark), told apart by its first four bytes as
+    :func:`json.loads` does, in UTF-8; any other body as it is."""
+    encoding = json.detect_encoding(body[:4])
+    if encoding in ("utf-8", "utf-8-sig"):
+        return body
+    try:
+        return body.decode(encoding).encode("utf-8")
+    except UnicodeError:
+        raise InvalidJSON(f"The request body is not valid {encoding.upper()} text (its first bytes say it is).") from None
 
 
 def _whole_body() -> None:

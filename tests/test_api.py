@@ -180,6 +180,21 @@ def test_json_is_read_whatever_its_label(client):
     assert resp.status_code == 202
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_json_in_utf16_or_utf32_is_read(client, encoding):
+    # Windows PowerShell 5 writes files in UTF-16 with a byte order mark; JSON
+    # parsers tell the encoding from the first four bytes.
+    body = '{"images": ["AAAA"]}'.encode(encoding)
+    resp = client.post("/v1/jobs", data=body, content_type="application/json")
+    assert resp.status_code == 202
+    resp = client.post("/v1/jobs", data=body, content_type="text/plain")
+    assert resp.status_code == 202
+    resp = client.post("/predict", data='{"image": "AAAA"}'.encode(encoding), content_type="application/json")
+    assert resp.get_json()["error"]["code"] == "no_workers"  # read and valid: no worker runs here
+    resp = client.post("/v1/jobs", data=body[:-1], content_type="application/json")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_json"
+
+
 @pytest.mark.parametrize("url", ["/v1/jobs", "/predict"])
 def test_broken_json_under_any_label_is_invalid_json(client, url):
     resp = client.post(url, data=b"{nope", content_type="text/plain")

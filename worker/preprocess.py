@@ -27,8 +27,8 @@ Two steps, both pure functions:
     would otherwise shrink the glyph into a corner of its crop, so small pieces
     of ink far from the rest are left out of the crop (see STRAY_MASS), while
     the dots of strokes stamped as rows of dots are kept and joined (see
-    DOT_PIECES); and a page photographed under uneven light has its shade taken away first (see
-    SHADE_LEVEL).
+    DOT_PIECES); and a page photographed under uneven light has its shade
+    taken away first (see SHADE_LEVEL).
 
     Pen drawings on a canvas come in any stroke width relative to the glyph
     (a 7%-of-canvas pen on a small glyph is 25% of its size; a thin pen on a big
@@ -516,9 +516,9 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 #: joining them leaves a stroke drawn fast as a row of separate dots, which no
 #: scan looks like. When the reduced canvas falls into at least DOT_PIECES
 #: pieces (:func:`_glyph_box` counts them), or the work image has an Euler
-#: number (pieces less holes) of at least DOT_PIECES (dots closer than the
-#: reduction merge in the reduced canvas, not in the work image), and the work
-#: image holds at least DOT_PIECES dots (pieces whose long side is at most
+#: number (pieces less holes) of at least DOT_PIECES (dots closer together than
+#: the reduction merge in the reduced canvas, not in the work image), and the
+#: work image holds at least DOT_PIECES dots (pieces whose long side is at most
 #: DOT_ROUND times the diameter of a disc of their area) with DOT_SHARE of the
 #: ink, the dots are joined the way a reader joins them: along the shortest
 #: tree through their centres, leaving out the edges longer than DOT_REACH
@@ -572,8 +572,8 @@ def _dotted_strokes(b: np.ndarray, mass: np.ndarray, area: np.ndarray) -> tuple[
         return b, mass
     grouped = np.full((groups, 4), np.inf)
     grouped[:, 2:] = -np.inf
-    for k, reduce in enumerate((np.minimum, np.minimum, np.maximum, np.maximum)):
-        reduce.at(grouped[:, k], group, b[:, k])
+    for k, extreme in enumerate((np.minimum, np.minimum, np.maximum, np.maximum)):
+        extreme.at(grouped[:, k], group, b[:, k])
     return grouped, np.bincount(group, weights=mass, minlength=groups)
 
 

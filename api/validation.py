@@ -93,8 +93,10 @@ def read_body(model: type[M], max_images: int = 1) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        if any(p["type"] == "json_invalid" for p in exc.errors(include_url=False, include_input=False)):
-            raise InvalidJSON("The request body is not valid JSON.") from None
+        for problem in exc.errors(include_url=False, include_input=False):
+            if problem["type"] == "json_invalid":  # the parser's words say where: "... at line 1 column 2"
+                where = problem["msg"].removeprefix("Invalid JSON: ")
+                raise InvalidJSON(f"The request body is not valid JSON: {where}.") from None
         raise _failed(exc) from None
 
 

@@ -199,6 +199,7 @@ def test_json_in_utf16_or_utf32_is_read(client, encoding):
 def test_broken_json_under_any_label_is_invalid_json(client, url):
     resp = client.post(url, data=b"{nope", content_type="text/plain")
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_json"
+    assert resp.get_json()["error"]["message"].endswith("at line 1 column 2.")  # where the parser stopped
 
 
 def test_wrong_method_is_json_405(client):

@@ -81,7 +81,18 @@ def versions(ink: np.ndarray, thin: np.ndarray, rng: np.random.Generator) -> dic
         "pencil: a 1 px line, no anti-aliasing": _png(np.where(thin, 0, 255).astype(np.uint8)),
         "frame along the border, 4 px": _png(_framed(page, 4)),
         "sheet on a desk, 24 px around it, JPEG": _jpeg(np.pad(page, 24, constant_values=70), 85),
+        "ruled paper: grey lines every 28 px": _png(_lined(page, columns=False)),
+        "squared paper: grey lines every 28 px": _png(_lined(page, columns=True)),
     }
+
+
+def _lined(page: np.ndarray, columns: bool, level: int = 160, every: int = 28, first: int = 9) -> np.ndarray:
+    """The page printed with 1 px lines under the ink (rows; and columns too for squared paper)."""
+    out = page.copy()
+    out[first::every] = np.minimum(out[first::every], level)
+    if columns:
+        out[:, first::every] = np.minimum(out[:, first::every], level)
+    return out
 
 
 def _ink_png(ink: np.ndarray) -> bytes:
@@ -104,9 +115,9 @@ def _framed(page: np.ndarray, k: int) -> np.ndarray:
 
 
 #: The settings of :mod:`worker.preprocess` that the second column switches off:
-#: the stray-mark, faint-ink, marker, uneven-light, frame, thin-line and dotted-stroke rules.
+#: the stray-mark, faint-ink, marker, uneven-light, frame, thin-line, dotted-stroke and page-line rules.
 RULES = ("STRAY_MASS", "_FAINT_FLOOR_U8", "BLOB_EXTENT_PER_WIDTH", "_SHADE_U8", "PAGE_SHARE", "THIN_STROKE",
-         "DOT_PIECES")
+         "DOT_PIECES", "LINE_SPAN")
 
 
 def _rules_off() -> Callable[[], None]:
@@ -116,8 +127,9 @@ def _rules_off() -> Callable[[], None]:
     saved = [getattr(P, n) for n in RULES]
     # Every piece joins; faint ink is not ink; every mark is held to the taps'
     # rule; no page reads as shaded; the border's colour is always the page's;
-    # no stroke is too thin to average down; no dots are joined.
-    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0, 0)
+    # no stroke is too thin to average down; no dots are joined; no row or
+    # column is a page line.
+    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0, 0, 2.0)
     for n, v in zip(RULES, off):
         setattr(P, n, v)
 

@@ -110,7 +110,7 @@ def test_robustness_table(emnist_dir):
     from bench import robustness
 
     r = robustness.run(images=6, seed=1)
-    assert r["images"] == 6 and "clean" in r["rows"] and len(r["rows"]) == 16
+    assert r["images"] == 6 and "clean" in r["rows"] and len(r["rows"]) == 18
     for v in r["rows"].values():
         assert 0 <= v["with_rules"] <= 1 and 0 <= v["without_rules"] <= 1
     # The rules are switched back on afterwards.
@@ -118,5 +118,5 @@ def test_robustness_table(emnist_dir):
 
     assert P.STRAY_MASS > 0 and P._SHADE_U8 < 256 and P._FAINT_FLOOR_U8 < P._FLOOR_U8
     assert P.BLOB_EXTENT_PER_WIDTH < P.MIN_EXTENT_PER_WIDTH and P.PAGE_SHARE < 1 and P.THIN_STROKE > 0
-    assert P.DOT_PIECES > 0
+    assert P.DOT_PIECES > 0 and P.LINE_SPAN < 1
     assert "| clean |" in robustness.markdown(r)

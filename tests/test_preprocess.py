@@ -615,6 +615,47 @@ def test_a_dotted_ring_is_closed(monkeypatch):
     assert not closed()
 
 
+# --------------------------------------------------------------------------- page lines
+
+
+def _lined_page(rows: bool, columns: bool, colour, width: int, every: int = 28, offset: int = 9) -> np.ndarray:
+    """Paper with printed lines ``width`` px wide (ruled: rows; squared: both) every ``every`` px."""
+    page = np.full((280, 280, 3), 250, np.float32)
+    for k in range(width):
+        if rows:
+            page[offset + k::every] = colour
+        if columns:
+            page[:, offset + k::every] = colour
+    return page
+
+
+@pytest.mark.parametrize(("rows", "columns", "colour", "width"), [
+    (True, False, (120, 120, 120), 2), (False, True, (150, 180, 230), 1), (True, True, (150, 180, 230), 1),
+    (True, True, (120, 120, 120), 1)], ids=["ruled, grey", "columns", "squared", "squared, grey"])
+def test_the_lines_of_ruled_or_squared_paper_are_not_ink(reference, rows, columns, colour, width, monkeypatch):
+    data = png(Image.fromarray(_compose([30, 30, 40], _lined_page(rows, columns, colour, width))))
+
+    def like() -> float:
+        return float(np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1])
+
+    assert like() > 0.99
+    monkeypatch.setattr(P, "LINE_SPAN", 2.0)  # no row is ever that full
+    assert like() < 0.9
+
+
+def test_a_pen_stroke_across_the_page_is_not_a_page_line(monkeypatch):
+    """A stroke as strong as the pen, from edge to edge, is the character's."""
+    ink = np.zeros((280, 280), np.float32)
+    ink[40:56, :] = 1.0  # the bar of a 'T' drawn off both edges
+    ink[56:250, 132:148] = 1.0
+    data = png(Image.fromarray(np.round(250 - 220 * ink).astype(np.uint8), "L"))
+    assert P._lined(np.asarray(P._decode_u8(data, P.MAX_PIXELS).reduce(P._REDUCE)))
+    out = preprocess(data)
+    assert out[:10].max(axis=1).max() > 0.9  # the bar, at full strength
+    monkeypatch.setattr(P, "LINE_SPAN", 2.0)
+    assert np.array_equal(preprocess(data), out)
+
+
 # --------------------------------------------------------------------------- uneven light
 
 

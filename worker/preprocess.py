@@ -28,7 +28,8 @@ Two steps, both pure functions:
     of ink far from the rest are left out of the crop (see STRAY_MASS), while
     the dots of strokes stamped as rows of dots are kept and joined (see
     DOT_PIECES); and a page photographed under uneven light has its shade
-    taken away first (see SHADE_LEVEL).
+    taken away first (see SHADE_LEVEL), and ruled or squared paper its printed
+    lines (see LINE_SPAN).
 
     Pen drawings on a canvas come in any stroke width relative to the glyph
     (a 7%-of-canvas pen on a small glyph is 25% of its size; a thin pen on a big
@@ -76,7 +77,7 @@ MAX_PIXELS = 4_000_000
 MAX_JPEG_SCANS = 256
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "13"
+PREPROCESS_VERSION = "14"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -454,6 +455,43 @@ def _without_shade(ink: Image.Image) -> Image.Image:
     return ImageChops.subtract(ink, shade_im)
 
 
+#: Page lines. Ruled or squared paper, and the guide lines some drawing apps
+#: export, cross the whole page in rows or columns of faint ink; inside the
+#: crop they would be strokes of the character. When a row or a column of the
+#: reduced canvas is at SHADE_LEVEL or more from edge to edge, every full-size
+#: row (column) with LINE_SPAN of its pixels so, LINE_SHARE of them fainter
+#: than LINE_FAINT of the strongest ink (printed lines are lighter than the
+#: pen), has the median of those taken away: the line goes, and a stroke
+#: crossing or running along it keeps the rest of its ink. A pen's stroke
+#: across the whole page is as strong as the pen and stays.
+LINE_SPAN, LINE_SHARE, LINE_FAINT = 0.95, 0.25, 0.6
+
+
+def _lined(small: np.ndarray) -> bool:
+    """Whether a reduced ink map has a row or a column of ink from edge to edge."""
+    return int(small.min(axis=1).max()) >= _SHADE_U8 or int(small.min(axis=0).max()) >= _SHADE_U8
+
+
+def _without_lines(ink: Image.Image) -> Image.Image:
+    """The ink map less its page lines (see LINE_SPAN)."""
+    a = np.asarray(ink).astype(np.float32)
+    faint = LINE_FAINT * float(a.max())
+    for axis in (1, 0):  # rows, then columns
+        spans = np.count_nonzero(a >= _SHADE_U8, axis=axis) >= LINE_SPAN * a.shape[axis]
+        if not spans.any():
+            continue
+        lines = a[spans] if axis == 1 else a[:, spans]
+        printed = (lines >= _SHADE_U8) & (lines < faint)  # not the pen's
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a line all pen
+            level = np.nan_to_num(np.nanmedian(np.where(printed, lines, np.nan), axis=axis))
+        level[np.count_nonzero(printed, axis=axis) < LINE_SHARE * a.shape[axis]] = 0.0
+        full = np.zeros(len(spans), dtype=np.float32)
+        full[spans] = level
+        a = a - (full[:, None] if axis == 1 else full[None, :])
+    return Image.fromarray(np.round(np.clip(a, 0, 255)).astype(np.uint8), "L")
+
+
 def _floor_u8(small: np.ndarray) -> int:
     """The contrast floor for a reduced ink map: INK_FLOOR, or FAINT_INK_FLOOR
     for a drawing all fainter than that on a spotless page."""
@@ -661,6 +699,9 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     small = np.asarray(ink.reduce(k) if k > 1 else ink)
     if _shaded(small):
         ink = _without_shade(ink)
+        small = np.asarray(ink.reduce(k) if k > 1 else ink)
+    if _lined(small):
+        ink = _without_lines(ink)
         small = np.asarray(ink.reduce(k) if k > 1 else ink)
     floor = _floor_u8(small)
     (x0, y0, x1, y1), pieces = _glyph_box(small, floor)

@@ -570,10 +570,14 @@ DOT_PIECES, DOT_ROUND, DOT_SHARE, DOT_REACH, DOT_LOOP, DOT_LOOP_HOPS = 4, 1.6, 0
 DOT_MAX_PIECES = 400
 
 
-def _dots(long_side: np.ndarray, area: np.ndarray) -> np.ndarray:
-    """Which pieces are dots: a long side at most DOT_ROUND times the diameter
-    of a disc of the piece's area (px)."""
-    return long_side <= DOT_ROUND * np.sqrt(area * (4 / math.pi))
+def _dots(long_side: np.ndarray, area: np.ndarray, mass: np.ndarray) -> np.ndarray | None:
+    """Which pieces of a dotted drawing are dots (a long side at most DOT_ROUND
+    times the diameter of a disc of the piece's area, px); None unless at least
+    DOT_PIECES of them hold DOT_SHARE of the ink."""
+    dot = long_side <= DOT_ROUND * np.sqrt(area * (4 / math.pi))
+    if dot.sum() < DOT_PIECES or mass[dot].sum() < DOT_SHARE * mass.sum():
+        return None
+    return dot
 
 
 def _dotted_strokes(b: np.ndarray, mass: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -594,8 +598,8 @@ def _dotted_strokes(b: np.ndarray, mass: np.ndarray, area: np.ndarray) -> tuple[
     from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
     w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    dot = _dots(np.maximum(w, h), area)
-    if dot.sum() < DOT_PIECES or mass[dot].sum() < DOT_SHARE * mass.sum():
+    dot = _dots(np.maximum(w, h), area, mass)
+    if dot is None:
         return b, mass
     gap_x = np.maximum(0.0, np.maximum(b[:, None, 0], b[None, :, 0]) - np.minimum(b[:, None, 2], b[None, :, 2]))
     gap_y = np.maximum(0.0, np.maximum(b[:, None, 1], b[None, :, 1]) - np.minimum(b[:, None, 3], b[None, :, 3]))
@@ -649,9 +653,9 @@ def _joined_dots(a: np.ndarray) -> np.ndarray:
     index = np.arange(1, n + 1)
     area = ndimage.sum_labels(on, labels, index)
     boxes = ndimage.find_objects(labels)
-    dot = _dots(np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes]), area)
-    mass = ndimage.sum_labels(a, labels, index)
-    if dot.sum() < DOT_PIECES or mass[dot].sum() < DOT_SHARE * mass.sum():
+    long_side = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
+    dot = _dots(long_side, area, ndimage.sum_labels(a, labels, index))
+    if dot is None:
         return a
     centres = np.array(ndimage.center_of_mass(a, labels, index))
     d = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1))
@@ -690,19 +694,24 @@ def _max_pool(im: Image.Image, f: int) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(np.maximum.reduceat(a, np.arange(0, w, f), axis=1)), "L")
 
 
+def _reduced(ink: Image.Image, k: int) -> np.ndarray:
+    """The ink map reduced ``k`` times (box averages): the first look."""
+    return np.asarray(ink.reduce(k) if k > 1 else ink)
+
+
 def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
     W, H = ink.size
     # 1. A cheap look at the whole canvas: where is the ink, how much is there?
     # A narrow canvas is not reduced, unless it is long: 4,000,000 x 1 px in
     # 1,300,000 pieces took 4 s and 650 MB to sort out.
     k = _REDUCE if min(W, H) >= 8 * _REDUCE else -(-max(W, H) // 1000)
-    small = np.asarray(ink.reduce(k) if k > 1 else ink)
+    small = _reduced(ink, k)
     if _shaded(small):
         ink = _without_shade(ink)
-        small = np.asarray(ink.reduce(k) if k > 1 else ink)
+        small = _reduced(ink, k)
     if _lined(small):
         ink = _without_lines(ink)
-        small = np.asarray(ink.reduce(k) if k > 1 else ink)
+        small = _reduced(ink, k)
     floor = _floor_u8(small)
     (x0, y0, x1, y1), pieces = _glyph_box(small, floor)
     m = _CROP_MARGIN

@@ -629,14 +629,23 @@ def _lined_page(rows: bool, columns: bool, colour, width: int, every: int = 28, 
     return page
 
 
-@pytest.mark.parametrize(("rows", "columns", "colour", "width"), [
-    (True, False, (120, 120, 120), 2), (False, True, (150, 180, 230), 1), (True, True, (150, 180, 230), 1),
-    (True, True, (120, 120, 120), 1)], ids=["ruled, grey", "columns", "squared", "squared, grey"])
-def test_the_lines_of_ruled_or_squared_paper_are_not_ink(reference, rows, columns, colour, width, monkeypatch):
-    data = png(Image.fromarray(_compose([30, 30, 40], _lined_page(rows, columns, colour, width))))
+@pytest.mark.parametrize(("rows", "columns", "colour", "width", "offset"), [
+    (True, False, (120, 120, 120), 2, 9), (False, True, (150, 180, 230), 1, 9), (True, True, (150, 180, 230), 1, 9),
+    (True, True, (120, 120, 120), 1, 9), (True, True, (190, 200, 235), 2, 9), (True, True, (150, 150, 150), 1, 0),
+    (True, True, (180, 190, 230), 2, 27)],
+    ids=["ruled, grey", "columns", "squared", "squared, grey", "squared, 2 px", "squared, cut through its lines",
+         "squared, 2 px, cut through its lines"])
+def test_the_lines_of_ruled_or_squared_paper_are_not_ink(reference, rows, columns, colour, width, offset, monkeypatch):
+    """Cut through its lines, the page's border is mostly line (the top row and
+    the left column here): the lines go before the frame rule clears the ink
+    along the edge, which the character crosses."""
+    data = png(Image.fromarray(_compose([30, 30, 40], _lined_page(rows, columns, colour, width, offset=offset))))
 
     def like() -> float:
-        return float(np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1])
+        try:
+            return float(np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1])
+        except BlankImage:
+            return 0.0
 
     assert like() > 0.99
     monkeypatch.setattr(P, "LINE_SPAN", 2.0)  # no row is ever that full

@@ -77,7 +77,7 @@ MAX_PIXELS = 4_000_000
 MAX_JPEG_SCANS = 256
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "14"
+PREPROCESS_VERSION = "15"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -230,7 +230,10 @@ def page_ink(a: np.ndarray, border_bg: Any, distance: Callable[[Any], np.ndarray
     g = _grid(ink)
     if np.count_nonzero(g >= _FLOOR_U8) <= PAGE_SHARE * g.size:
         return ink
-    return without_frame(distance(np.median(_grid(a).reshape(-1, *a.shape[2:]), axis=0)))
+    ink = distance(np.median(_grid(a).reshape(-1, *a.shape[2:]), axis=0))
+    # Printed lines along the edge (squared paper cut through its lines) also
+    # take the border's median, and the character crosses them: they go first.
+    return without_frame(np.asarray(_without_lines(_image(ink))))
 
 
 def without_frame(ink: np.ndarray) -> np.ndarray:
@@ -476,7 +479,9 @@ def _without_lines(ink: Image.Image) -> Image.Image:
     """The ink map less its page lines (see LINE_SPAN)."""
     a = np.asarray(ink).astype(np.float32)
     faint = LINE_FAINT * float(a.max())
-    for axis in (1, 0):  # rows, then columns
+    levels = []
+    for axis in (1, 0):  # rows, then columns: both found before either goes (a 2 px
+        #                  line taken out of every column it crosses would part it)
         spans = np.count_nonzero(a >= _SHADE_U8, axis=axis) >= LINE_SPAN * a.shape[axis]
         if not spans.any():
             continue
@@ -488,7 +493,10 @@ def _without_lines(ink: Image.Image) -> Image.Image:
         level[np.count_nonzero(printed, axis=axis) < LINE_SHARE * a.shape[axis]] = 0.0
         full = np.zeros(len(spans), dtype=np.float32)
         full[spans] = level
-        a = a - (full[:, None] if axis == 1 else full[None, :])
+        levels.append(full[:, None] if axis == 1 else full[None, :])
+    for level in levels:
+        # Ink over a line darkens it further: 1 - ink = (1 - line) * (1 - pen's ink).
+        a = (a - level) * (255.0 / (255.0 - level))
     return Image.fromarray(np.round(np.clip(a, 0, 255)).astype(np.uint8), "L")
 
 

@@ -8,7 +8,8 @@ tap of the pen, 5 or 11 px, at least 40 px from the character), sensor noise,
 JPEG compression, faint ink (light grey, 12% contrast), uneven light (a 60-level
 gradient, a vignette darkening the corners by 70, a photo: gradient, noise and
 JPEG together), a pencil's 1 px line, a border that is not the page (a frame
-drawn along it, a sheet photographed on a desk), a client that stamps a dot
+drawn along it, a sheet photographed on a desk), ruled and squared paper (grey
+lines under the ink; ruled paper also turned by 2 degrees), a client that stamps a dot
 per pointer event (the pen touching down 1.5 widths apart), a marker a
 tenth of the canvas wide (drawn again, thick), and a pen whose width swells
 and thins along the strokes (a stylus's pressure; no rule of its own, so both
@@ -22,6 +23,7 @@ worth. Prints a table and writes
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import time
@@ -83,6 +85,7 @@ def versions(ink: np.ndarray, thin: np.ndarray, rng: np.random.Generator) -> dic
         "sheet on a desk, 24 px around it, JPEG": _jpeg(np.pad(page, 24, constant_values=70), 85),
         "ruled paper: grey lines every 28 px": _png(_lined(page, columns=False)),
         "squared paper: grey lines every 28 px": _png(_lined(page, columns=True)),
+        "ruled paper turned 2 degrees": _png(np.minimum(page, _turned_lines(2.0))),
     }
 
 
@@ -93,6 +96,18 @@ def _lined(page: np.ndarray, columns: bool, level: int = 160, every: int = 28, f
     if columns:
         out[:, first::every] = np.minimum(out[:, first::every], level)
     return out
+
+
+@functools.cache
+def _turned_lines(degrees: float, level: int = 160, every: int = 28) -> np.ndarray:
+    """A page of anti-aliased 1 px grey lines every ``every`` px, turned by
+    ``degrees``: drawn 4x larger, turned, reduced."""
+    big = np.full((CANVAS * 4, CANVAS * 4), 255, np.uint8)
+    for k in range(4):
+        big[36 + k::every * 4] = 0
+    line = 1 - np.asarray(Image.fromarray(big).rotate(degrees, Image.BICUBIC, fillcolor=255).reduce(4),
+                          np.float32) / 255
+    return np.round(255 - (255 - level) * line).astype(np.uint8)
 
 
 def _ink_png(ink: np.ndarray) -> bytes:
@@ -128,7 +143,7 @@ def _rules_off() -> Callable[[], None]:
     # Every piece joins; faint ink is not ink; every mark is held to the taps'
     # rule; no page reads as shaded; the border's colour is always the page's;
     # no stroke is too thin to average down; no dots are joined; no row or
-    # column is a page line.
+    # column, level or turned, is a page line.
     off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0, 0, 2.0)
     for n, v in zip(RULES, off):
         setattr(P, n, v)

@@ -665,6 +665,36 @@ def test_a_pen_stroke_across_the_page_is_not_a_page_line(monkeypatch):
     assert np.array_equal(preprocess(data), out)
 
 
+def _tilted_page(degrees: float, columns: bool, colour, every: int = 28) -> np.ndarray:
+    """Paper with anti-aliased 1 px lines every ``every`` px, turned by ``degrees``
+    (a photographed page): drawn 4x larger, turned, reduced."""
+    big = np.full((280 * 4, 280 * 4), 255, np.uint8)
+    for k in range(4):
+        big[20 + k::every * 4] = 0
+        if columns:
+            big[:, 20 + k::every * 4] = 0
+    line = 1 - np.asarray(Image.fromarray(big).rotate(degrees, Image.BICUBIC, fillcolor=255)
+                          .reduce(4), np.float32)[..., None] / 255
+    return 250 * (1 - line) + np.asarray(colour, np.float32) * line
+
+
+@pytest.mark.parametrize(("degrees", "columns", "colour"), [
+    (2, False, (150, 180, 230)), (-4, False, (120, 120, 120)), (1.5, True, (150, 180, 230)),
+    (-3, True, (140, 140, 140))], ids=["ruled, 2 degrees", "ruled grey, -4 degrees", "squared, 1.5 degrees",
+                                       "squared grey, -3 degrees"])
+def test_the_lines_of_a_page_turned_a_little_are_not_ink(reference, degrees, columns, colour, monkeypatch):
+    """Turned by a few degrees, a page line crosses rows of pixels, none of them
+    full, so it is found on the page sheared level."""
+    data = png(Image.fromarray(_compose([30, 30, 40], _tilted_page(degrees, columns, colour))))
+
+    def off() -> float:  # the most any pixel is off the glyph drawn on a blank page
+        return float(np.abs(preprocess(data) - reference).max())
+
+    assert off() < 0.1
+    monkeypatch.setattr(P, "LINE_TILT", 0.0)  # level lines only
+    assert off() > 0.2
+
+
 # --------------------------------------------------------------------------- uneven light
 
 

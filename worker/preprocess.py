@@ -500,6 +500,71 @@ def _without_lines(ink: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(np.clip(a, 0, 255)).astype(np.uint8), "L")
 
 
+#: Lines not quite level: a photographed page turned by up to LINE_TILT
+#: degrees. Its lines are looked for on the reduced canvas, max-pooled to
+#: at most _TILT_GRID px and sheared by each slope in steps of one pixel
+#: across it: a line then lies along a row (two, where it is split between
+#: them). The lines' strength is the 90th percentile over the columns of the
+#: strongest faint ink near them at full size, and the ink up to it is taken
+#: away everywhere: along a tilted line the ink is split between two rows,
+#: too faint in each to be taken away row by row.
+LINE_TILT = 6.0
+_TILT_GRID = 96
+
+
+def _shear(w: int, t: float) -> np.ndarray:
+    """The rows each of ``w`` columns moves up by to bring a line of slope ``t`` level."""
+    off = np.round(np.arange(w) * t).astype(np.intp)
+    return off - off.min()
+
+
+def _tilted_lines(small: np.ndarray) -> tuple[int, float, np.ndarray, int] | None:
+    """``(axis, slope, rows, f)`` of tilted page lines in a reduced ink map
+    (axis 1: rows, 0: columns), found on it max-pooled ``f`` times with each
+    column moved up by ``_shear(width, slope)``: then the lines lie along
+    ``rows`` and the row below each. None if there are none."""
+    for axis, m in ((1, small), (0, small.T)):
+        if m[:, 0].max() < _SHADE_U8 or m[:, -1].max() < _SHADE_U8:
+            continue  # a page line reaches both edges
+        f = -(-max(m.shape) // _TILT_GRID)
+        c = np.asarray(_max_pool(_image(np.ascontiguousarray(m)), f) if f > 1 else m).astype(np.int16)
+        h, w = c.shape
+        steps = int(math.tan(math.radians(LINE_TILT)) * w)
+        pairs = np.zeros((h - 1 + steps + 1, w), np.int16)  # each row plus the one below, zeros past the end
+        pairs[:h - 1] = c[:-1] + c[1:]
+        cols = np.arange(w)[None, :]
+        best: tuple[int, float, np.ndarray, int] | None = None
+        for k in range(-steps, steps + 1):
+            sheared = pairs[np.arange(h - 1)[:, None] + _shear(w, k / w)[None, :], cols]
+            rows = np.flatnonzero(np.count_nonzero(sheared >= _SHADE_U8, axis=1) >= LINE_SPAN * w)
+            if rows.size and (best is None or rows.size > best[2].size):
+                best = (axis, k / w, rows, f)
+        if best is not None:
+            return best
+    return None
+
+
+def _without_tilted_lines(ink: Image.Image, k: int, axis: int, t: float, rows: np.ndarray, f: int) -> Image.Image:
+    """The ink map (reduced ``k`` times for :func:`_tilted_lines`) less the
+    ink up to its tilted page lines' strength."""
+    a = np.asarray(ink)
+    m = a if axis == 1 else a.T
+    h, w = m.shape
+    step = k * f  # full-size pixels in a pooled one
+    pooled_w = -(-w // step)
+    rows = rows[np.diff(rows, prepend=-2) > 1]  # a line found in two pairs of rows: once
+    x = np.arange(0, w, -(-w // 256))  # enough columns for a percentile
+    top = (rows[:, None] + _shear(pooled_w, t)[np.minimum(x // step, pooled_w - 1)][None, :]) * step
+    y = top[:, None, :] + np.arange(-step, 3 * step)[None, :, None]  # (line, near, column)
+    p = np.where((y >= 0) & (y < h), m[np.clip(y, 0, h - 1), x], 0).max(axis=1).ravel()
+    p = p[(p >= _SHADE_U8) & (p < LINE_FAINT * float(a.max()))]
+    if p.size < LINE_SHARE * len(rows) * len(x):
+        return ink
+    level = float(np.percentile(p, 90))
+    lut = (np.arange(256, dtype=np.float32) - level) * (255.0 / (255.0 - level))
+    return ink.point(np.round(np.clip(lut, 0, 255)).astype(np.uint8).tolist())
+
+
 def _floor_u8(small: np.ndarray) -> int:
     """The contrast floor for a reduced ink map: INK_FLOOR, or FAINT_INK_FLOOR
     for a drawing all fainter than that on a spotless page."""
@@ -719,6 +784,9 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
         small = _reduced(ink, k)
     if _lined(small):
         ink = _without_lines(ink)
+        small = _reduced(ink, k)
+    if (tilt := _tilted_lines(small)) is not None:
+        ink = _without_tilted_lines(ink, k, *tilt)
         small = _reduced(ink, k)
     floor = _floor_u8(small)
     (x0, y0, x1, y1), pieces = _glyph_box(small, floor)

@@ -9,10 +9,10 @@ JPEG compression, faint ink (light grey, 12% contrast), uneven light (a 60-level
 gradient, a vignette darkening the corners by 70, a photo: gradient, noise and
 JPEG together), a pencil's 1 px line, a border that is not the page (a frame
 drawn along it, a sheet photographed on a desk), ruled and squared paper (grey
-lines under the ink; ruled paper also turned by 2 degrees), a client that stamps a dot
-per pointer event (the pen touching down 1.5 widths apart), a marker a
-tenth of the canvas wide (drawn again, thick), and a pen whose width swells
-and thins along the strokes (a stylus's pressure; no rule of its own, so both
+lines under the ink; ruled paper also turned by 2 degrees), strokes outlined by
+a hollow brush, a client that stamps a dot per pointer event (the pen touching
+down 1.5 widths apart), a marker a tenth of the canvas wide (drawn again,
+thick), and a pen whose width swells and thins along the strokes (a stylus's pressure; no rule of its own, so both
 columns agree). Every version is classified through the full preprocessing
 twice: as it is, and with the rules of :mod:`worker.preprocess` for these
 accidents switched off (:data:`RULES`), so the table shows what they are
@@ -86,6 +86,7 @@ def versions(ink: np.ndarray, thin: np.ndarray, rng: np.random.Generator) -> dic
         "ruled paper: grey lines every 28 px": _png(_lined(page, columns=False)),
         "squared paper: grey lines every 28 px": _png(_lined(page, columns=True)),
         "ruled paper turned 2 degrees": _png(np.minimum(page, _turned_lines(2.0))),
+        "outlined: the strokes' edges only, 2 px": _ink_png(_outlined(ink, 2)),
     }
 
 
@@ -96,6 +97,14 @@ def _lined(page: np.ndarray, columns: bool, level: int = 160, every: int = 28, f
     if columns:
         out[:, first::every] = np.minimum(out[:, first::every], level)
     return out
+
+
+def _outlined(ink: np.ndarray, line: int) -> np.ndarray:
+    """The drawing less its inside, ``line`` px of it left along the edges (a hollow brush)."""
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[-line:line + 1, -line:line + 1]
+    return np.clip(ink - ndimage.grey_erosion(ink, footprint=yy**2 + xx**2 <= line**2), 0, 1)
 
 
 @functools.cache
@@ -130,9 +139,10 @@ def _framed(page: np.ndarray, k: int) -> np.ndarray:
 
 
 #: The settings of :mod:`worker.preprocess` that the second column switches off:
-#: the stray-mark, faint-ink, marker, uneven-light, frame, thin-line, dotted-stroke and page-line rules.
+#: the stray-mark, faint-ink, marker, uneven-light, frame, thin-line, dotted-stroke, page-line and
+#: outline rules.
 RULES = ("STRAY_MASS", "_FAINT_FLOOR_U8", "BLOB_EXTENT_PER_WIDTH", "_SHADE_U8", "PAGE_SHARE", "THIN_STROKE",
-         "DOT_PIECES", "LINE_SPAN")
+         "DOT_PIECES", "LINE_SPAN", "HOLLOW_WIDTH")
 
 
 def _rules_off() -> Callable[[], None]:
@@ -143,8 +153,8 @@ def _rules_off() -> Callable[[], None]:
     # Every piece joins; faint ink is not ink; every mark is held to the taps'
     # rule; no page reads as shaded; the border's colour is always the page's;
     # no stroke is too thin to average down; no dots are joined; no row or
-    # column, level or turned, is a page line.
-    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0, 0, 2.0)
+    # column, level or turned, is a page line; no outline is filled.
+    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0, 0, 2.0, 0.0)
     for n, v in zip(RULES, off):
         setattr(P, n, v)
 

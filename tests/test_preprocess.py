@@ -550,7 +550,7 @@ def test_dots_too_close_to_part_on_the_first_look_are_joined(monkeypatch):
     assert P._glyph_box(small)[1] < P.DOT_PIECES
     joined = _like(data, segments, 8)
     assert joined > 0.95
-    monkeypatch.setattr(P, "_euler_number", lambda a: 0)
+    monkeypatch.setattr(P, "_euler_number", lambda a, level=0.5: 0)
     assert _like(data, segments, 8) < joined - 0.05
 
 
@@ -613,6 +613,69 @@ def test_a_dotted_ring_is_closed(monkeypatch):
     assert closed()
     monkeypatch.setattr(P, "DOT_LOOP_HOPS", 1000)
     assert not closed()
+
+
+# --------------------------------------------------------------------------- outlined strokes
+
+
+def _outlined(ink: np.ndarray, line: float) -> np.ndarray:
+    """A drawing less its inside: outlined ``line`` px wide, as a hollow brush draws it."""
+    from scipy import ndimage
+
+    k = int(math.ceil(line))
+    yy, xx = np.mgrid[-k:k + 1, -k:k + 1]
+    return np.clip(ink - ndimage.grey_erosion(ink, footprint=yy**2 + xx**2 <= line**2), 0, 1)
+
+
+@pytest.mark.parametrize("line", [1.5, 2, 3])
+def test_an_outlined_glyph_comes_out_as_drawn_whole(line, monkeypatch):
+    """An 'F' drawn with a fat pen (24 px on 280) and outlined: its strokes' insides are filled."""
+    solid = _drawn([("line", [(100, 250), (100, 40), (200, 40)]), ("line", [(100, 140), (180, 140)])], 24)
+    reference = preprocess(_ink_png(solid))
+    data = _ink_png(_outlined(solid, line))
+
+    def like() -> float:
+        return float(np.corrcoef(preprocess(data).ravel(), reference.ravel())[0, 1])
+
+    assert like() > 0.97
+    monkeypatch.setattr(P, "HOLLOW_WIDTH", 0.0)
+    assert like() < 0.93
+
+
+def _drawn(shapes, width: int) -> np.ndarray:
+    """Ellipses ``("ellipse", box)`` and polylines ``("line", points)`` drawn
+    with a pen ``width`` px wide, anti-aliased (drawn 4x larger)."""
+    big = Image.new("L", (280 * 4, 280 * 4), 0)
+    d = ImageDraw.Draw(big)
+    for kind, xy in shapes:
+        if kind == "ellipse":
+            d.ellipse([v * 4 for v in xy], outline=255, width=width * 4)
+        else:
+            d.line([(x * 4, y * 4) for x, y in xy], fill=255, width=width * 4, joint="curve")
+    return np.asarray(big.reduce(4), np.float32) / 255
+
+
+@pytest.mark.parametrize(("shapes", "width"), [
+    ([("ellipse", (60, 40, 220, 240))], 3),
+    ([("ellipse", (110, 30, 170, 250))], 5),  # a '0' almost four times as tall as wide
+    ([("line", [(60, 250), (140, 30), (220, 250)]), ("line", [(95, 160), (185, 160)])], 3),
+    ([("line", [(80, 30), (80, 250)]), ("ellipse", (40, 30, 200, 140)), ("ellipse", (40, 140, 210, 250))], 3),
+    ([("ellipse", (70, 40, 210, 140)), ("line", [(210, 90), (200, 250), (90, 240)])], 3),
+], ids=["O", "narrow 0", "A", "B-like", "g-like"])
+def test_a_letters_counters_are_not_filled(shapes, width, monkeypatch):
+    """Drawn with a thin pen, so the rule looks at them: they are left as they are."""
+    data = _ink_png(_drawn(shapes, width))
+    left = []
+    original = P._filled_outlines
+
+    def spy(a: np.ndarray, long_px: int) -> np.ndarray:
+        out = original(a, long_px)
+        left.append(out is a)
+        return out
+
+    monkeypatch.setattr(P, "_filled_outlines", spy)
+    preprocess(data)
+    assert left == [True]
 
 
 # --------------------------------------------------------------------------- page lines

@@ -627,6 +627,19 @@ def _outlined(ink: np.ndarray, line: float) -> np.ndarray:
     return np.clip(ink - ndimage.grey_erosion(ink, footprint=yy**2 + xx**2 <= line**2), 0, 1)
 
 
+def _drawn(shapes, width: int) -> np.ndarray:
+    """Ellipses ``("ellipse", box)`` and polylines ``("line", points)`` drawn
+    with a pen ``width`` px wide, anti-aliased (drawn 4x larger)."""
+    big = Image.new("L", (280 * 4, 280 * 4), 0)
+    d = ImageDraw.Draw(big)
+    for kind, xy in shapes:
+        if kind == "ellipse":
+            d.ellipse([v * 4 for v in xy], outline=255, width=width * 4)
+        else:
+            d.line([(x * 4, y * 4) for x, y in xy], fill=255, width=width * 4, joint="curve")
+    return np.asarray(big.reduce(4), np.float32) / 255
+
+
 @pytest.mark.parametrize("line", [1.5, 2, 3])
 def test_an_outlined_glyph_comes_out_as_drawn_whole(line, monkeypatch):
     """An 'F' drawn with a fat pen (24 px on 280) and outlined: its strokes' insides are filled."""
@@ -640,19 +653,6 @@ def test_an_outlined_glyph_comes_out_as_drawn_whole(line, monkeypatch):
     assert like() > 0.97
     monkeypatch.setattr(P, "HOLLOW_WIDTH", 0.0)
     assert like() < 0.93
-
-
-def _drawn(shapes, width: int) -> np.ndarray:
-    """Ellipses ``("ellipse", box)`` and polylines ``("line", points)`` drawn
-    with a pen ``width`` px wide, anti-aliased (drawn 4x larger)."""
-    big = Image.new("L", (280 * 4, 280 * 4), 0)
-    d = ImageDraw.Draw(big)
-    for kind, xy in shapes:
-        if kind == "ellipse":
-            d.ellipse([v * 4 for v in xy], outline=255, width=width * 4)
-        else:
-            d.line([(x * 4, y * 4) for x, y in xy], fill=255, width=width * 4, joint="curve")
-    return np.asarray(big.reduce(4), np.float32) / 255
 
 
 @pytest.mark.parametrize(("shapes", "width"), [

@@ -5,18 +5,18 @@
 Each test image is re-drawn with the round pen of :func:`worker.render.pen_ink`
 as dark ink on an opaque page, then spoiled one way at a time: a stray dot (a
 tap of the pen, 5 or 11 px, at least 40 px from the character), sensor noise,
-JPEG compression, faint ink (light grey, 12% contrast), uneven light (a 60-level
-gradient, a vignette darkening the corners by 70, a photo: gradient, noise and
-JPEG together), a pencil's 1 px line, a border that is not the page (a frame
-drawn along it, a sheet photographed on a desk), ruled and squared paper (grey
-lines under the ink; ruled paper also turned by 2 degrees), strokes outlined by
-a hollow brush, a client that stamps a dot per pointer event (the pen touching
-down 1.5 widths apart), a marker a tenth of the canvas wide (drawn again,
-thick), and a pen whose width swells and thins along the strokes (a stylus's pressure; no rule of its own, so both
-columns agree). Every version is classified through the full preprocessing
-twice: as it is, and with the rules of :mod:`worker.preprocess` for these
-accidents switched off (:data:`RULES`), so the table shows what they are
-worth. Prints a table and writes
+JPEG compression, faint ink (light grey, 12% contrast), uneven light (a
+60-level gradient, a vignette darkening the corners by 70, a photo: gradient,
+noise and JPEG together), a pencil's 1 px line, a border that is not the page
+(a frame drawn along it, a sheet photographed on a desk), ruled and squared
+paper (grey lines under the ink; ruled paper also turned by 2 degrees), strokes
+outlined by a hollow brush, a client that stamps a dot per pointer event (the
+pen touching down 1.5 widths apart), a marker a tenth of the canvas wide (drawn
+again, thick), and a pen whose width swells and thins along the strokes (a
+stylus's pressure; no rule of its own, so both columns agree). Every version is
+classified through the full preprocessing twice: as it is, and with the rules
+of :mod:`worker.preprocess` for these accidents switched off (:data:`RULES`),
+so the table shows what they are worth. Prints a table and writes
 ``bench/results/robustness.{json,md}``.
 """
 

@@ -464,10 +464,16 @@ def _without_shade(ink: Image.Image) -> Image.Image:
 #: reduced canvas is at SHADE_LEVEL or more from edge to edge, every full-size
 #: row (column) with LINE_SPAN of its pixels so, LINE_SHARE of them fainter
 #: than LINE_FAINT of the strongest ink (printed lines are lighter than the
-#: pen), has the median of those taken away: the line goes, and a stroke
-#: crossing or running along it keeps the rest of its ink. A pen's stroke
+#: pen), has the median of those divided out (see :func:`_beneath`): the line
+#: goes, and a stroke crossing or running along it keeps its ink. A pen's stroke
 #: across the whole page is as strong as the pen and stays.
 LINE_SPAN, LINE_SHARE, LINE_FAINT = 0.95, 0.25, 0.6
+
+
+def _beneath(v: np.ndarray, level: Any) -> np.ndarray:
+    """Ink (0..255) with a printed line of strength ``level`` under it divided
+    out: ink over ink darkens it, 1 - v = (1 - line) * (1 - pen's ink)."""
+    return (v - level) * (255.0 / (255.0 - level))
 
 
 def _lined(small: np.ndarray) -> bool:
@@ -495,8 +501,7 @@ def _without_lines(ink: Image.Image) -> Image.Image:
         full[spans] = level
         levels.append(full[:, None] if axis == 1 else full[None, :])
     for level in levels:
-        # Ink over a line darkens it further: 1 - ink = (1 - line) * (1 - pen's ink).
-        a = (a - level) * (255.0 / (255.0 - level))
+        a = _beneath(a, level)
     return Image.fromarray(np.round(np.clip(a, 0, 255)).astype(np.uint8), "L")
 
 
@@ -561,7 +566,7 @@ def _without_tilted_lines(ink: Image.Image, k: int, axis: int, t: float, rows: n
     if p.size < LINE_SHARE * len(rows) * len(x):
         return ink
     level = float(np.percentile(p, 90))
-    lut = (np.arange(256, dtype=np.float32) - level) * (255.0 / (255.0 - level))
+    lut = _beneath(np.arange(256, dtype=np.float32), level)
     return ink.point(np.round(np.clip(lut, 0, 255)).astype(np.uint8).tolist())
 
 

@@ -47,6 +47,7 @@ on a 48 px crop (about 0.1 ms for a 280x280 canvas beyond Pillow's decode).
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 import struct
@@ -570,6 +571,162 @@ def _without_tilted_lines(ink: Image.Image, k: int, axis: int, t: float, rows: n
     return ink.point(np.round(np.clip(lut, 0, 255)).astype(np.uint8).tolist())
 
 
+#: Printed boxes. A form asks for one character in each of a row of boxes,
+#: and cut out, the box stays around the character, often as dark as the pen;
+#: the glyph box would take it in. A box is found on the reduced canvas: its
+#: outermost rows and columns with BOX_SIDE inked pixels or more, at least
+#: BOX_SIDE apart, each inked over BOX_COVER of the span between the other two
+#: (thick lines: the rows next to them that are too), with ink inside, more
+#: than a line's width from the sides. Its lines are cleared at full size
+#: (the rows and columns inked over BOX_COVER of the box, faint edges
+#: included), except where a stroke crosses one. An '8' or a 'B' drawn as a
+#: rectangle with a bar across it is a glyph, and so is an 'O' or a 'D' drawn
+#: as one with nothing inside: both are left as they are.
+BOX_SIDE, BOX_COVER = 8, 0.9
+_BOX_CORNER = 2
+
+_Band = tuple[int, int]  # first and last reduced row (column) of a box's side
+
+
+def _runs(on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, stop)`` of the longest unbroken run of True in each row of ``on``."""
+    c = np.cumsum(on, axis=1, dtype=np.int32)
+    run = c - np.maximum.accumulate(np.where(on, 0, c), axis=1)
+    stop = run.argmax(axis=1) + 1
+    return stop - run[np.arange(len(on)), stop - 1], stop
+
+
+def _bands(on: np.ndarray, lo: int, hi: int, a: int, b: int) -> tuple[_Band, _Band] | None:
+    """The bands of rows from ``lo`` down and from ``hi`` up inked over
+    BOX_COVER of columns ``a..b``, or None if row ``lo`` or ``hi`` is not."""
+    a, b = a + _BOX_CORNER, b - _BOX_CORNER
+    full = np.count_nonzero(on[lo:hi + 1, a:b + 1], axis=1) >= BOX_COVER * (b - a + 1)
+    if not (full[0] and full[-1]):
+        return None
+    first_gap, last_gap = full.argmin(), len(full) - 1 - full[::-1].argmin()
+    if full.all():
+        return None  # a filled rectangle
+    return (lo, lo + first_gap - 1), (lo + last_gap + 1, hi)
+
+
+def _bar(cover: np.ndarray, thickness: int) -> bool:
+    """Whether rows inside a box, inked over ``cover`` of its width, hold a
+    straight bar across it: rows inked over BOX_COVER, together at most
+    ``thickness`` + 1 thick, between rows inked over at most half of it
+    (a stroke that crosses the box on a curve is inked over more)."""
+    full = np.flatnonzero(cover >= BOX_COVER)
+    for run in np.split(full, np.flatnonzero(np.diff(full) > 1) + 1) if full.size else ():
+        above, below = run[0] - 1, run[-1] + 1
+        if (len(run) <= thickness + 1 and (above < 0 or cover[above] <= 0.5)
+                and (below >= len(cover) or cover[below] <= 0.5)):
+            return True
+    return False
+
+
+def _lines_on(s: np.ndarray, floor: int) -> np.ndarray:
+    """Where a reduced ink map (int16) is at ``floor``, or two rows below it
+    are together: a thin line split between them is in both."""
+    on = s >= floor
+    split = (s[1:] + s[:-1] >= floor) & ~on[1:] & ~on[:-1]
+    on[1:] |= split
+    on[:-1] |= split
+    return on
+
+
+def _box(small: np.ndarray, floor: int) -> tuple[tuple[_Band, _Band], tuple[_Band, _Band]] | None:
+    """``((top, bottom), (left, right))``: the bands of a reduced ink map's
+    rows and columns along which a printed box runs (see BOX_SIDE), or None."""
+    s = small.astype(np.int16)
+    along = _lines_on(s, floor), _lines_on(s.T, floor)  # rows, columns
+    if any(np.count_nonzero(np.count_nonzero(m, axis=1) >= BOX_SIDE) < 2 for m in along):
+        return None  # the cheap look: most drawings stop here
+    sides = []
+    for m in along:  # the outermost of the longest runs: a stroke crossing the box may reach past it
+        start, stop = _runs(m)
+        run = stop - start
+        longest = int(run.max())
+        lines = np.flatnonzero(run >= BOX_COVER * longest)
+        if longest < BOX_SIDE or lines[-1] - lines[0] < BOX_SIDE:
+            return None
+        sides.append((int(lines[0]), int(lines[-1]), start, stop))
+    (top, bottom, h_start, h_stop), (left, right, v_start, v_stop) = sides
+    c = _BOX_CORNER
+    for lo, hi, start, stop, a, b in ((top, bottom, h_start, h_stop, left, right),
+                                      (left, right, v_start, v_stop, top, bottom)):
+        if max(start[lo], start[hi]) > a + c or min(stop[lo], stop[hi]) < b + 1 - c:
+            return None  # the sides do not meet at the corners
+    h = _bands(along[0], top, bottom, left, right)
+    v = _bands(along[1], left, right, top, bottom)
+    if h is None or v is None:
+        return None
+    (_, y0), (y1, _) = h
+    (_, x0), (x1, _) = v
+    inside = (s >= floor)[y0 + 1:y1, x0 + 1:x1]
+    if inside.shape[0] < 3 or inside.shape[1] < 3:
+        return None
+    if _bar(np.count_nonzero(inside, axis=1) / inside.shape[1], max(b - a for a, b in h) + 1):
+        return None  # a bar across: an '8' or a 'B' drawn as a rectangle
+    t = max(b - a for a, b in h + v) + 1
+    if not inside[t:-t, t:-t].any():
+        return None  # nothing inside, more than a line's width from the sides: an 'O' or a 'D' drawn as a rectangle
+    return h, v
+
+
+def _box_lines(m: np.ndarray, k: int, bands: tuple[_Band, _Band], span: _Band, floor: int) -> list[np.ndarray]:
+    """The full-size rows of ``m`` (uint8) along each of a box's two sides
+    ``bands`` (reduced ``k`` times) that are inked at ``floor`` over
+    BOX_COVER of columns ``span`` (reduced), with the faint rows at their
+    edges: one array of rows a side, empty if it has none."""
+    x0, x1 = span[0] * k, span[1] * k
+    out = []
+    for first, last in bands:
+        y = np.arange(max(0, (first - 1) * k), min(m.shape[0], (last + 2) * k))
+        part = m[y, x0:x1]
+        core = np.flatnonzero(np.count_nonzero(part >= floor, axis=1) >= BOX_COVER * (x1 - x0))
+        if core.size == 0:
+            out.append(core)
+            continue
+        edge = np.count_nonzero(part >= _SHADE_U8, axis=1) >= BOX_COVER * (x1 - x0)
+        i, j = int(core[0]), int(core[-1])
+        while i > 0 and edge[i - 1]:
+            i -= 1
+        while j < len(y) - 1 and edge[j + 1]:
+            j += 1
+        out.append(y[i:j + 1])
+    return out
+
+
+def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band]) -> Image.Image:
+    """The ink map (reduced ``k`` times for :func:`_box`) less the lines of its
+    printed box, a stroke's ink kept where it crosses one; or ``ink`` if
+    the sides at full size are not straight lines that meet at square
+    corners (a drawn 'O' is inked over its top between its sides, not out
+    to their outer edges)."""
+    a = np.array(ink)
+    (_, y0), (y1, _) = h
+    (_, x0), (x1, _) = v
+    rows = _box_lines(a, k, h, (x0 + 1, x1), floor)
+    cols = _box_lines(a.T, k, v, (y0 + 1, y1), floor)
+    if not all(len(side) for side in rows + cols):
+        return ink
+    for r, c in itertools.product(rows, cols):
+        if np.count_nonzero(a[r[0]:r[-1] + 1, c[0]:c[-1] + 1] >= _SHADE_U8) < BOX_COVER * len(r) * len(c):
+            return ink  # a round corner
+    clear = np.zeros(a.shape, dtype=bool)
+    for m, c, lines, other in ((a, clear, rows, cols), (a.T, clear.T, cols, rows)):
+        x = np.arange(other[0][0], other[1][-1] + 1)
+        across = np.ones(len(x), dtype=bool)
+        across[np.isin(x, np.concatenate(other))] = False  # the other sides' lines: no stroke
+        for side in lines:
+            before, after = side[0] - 1, side[-1] + 1
+            crossed = across & (before >= 0) & (after < m.shape[0])
+            if crossed.any():
+                crossed &= (m[max(before, 0), x] >= floor) & (m[min(after, m.shape[0] - 1), x] >= floor)
+            c[side[:, None], x[~crossed][None, :]] = True
+    a[clear] = 0
+    return Image.fromarray(a, "L")
+
+
 def _floor_u8(small: np.ndarray) -> int:
     """The contrast floor for a reduced ink map: INK_FLOOR, or FAINT_INK_FLOOR
     for a drawing all fainter than that on a spotless page."""
@@ -829,6 +986,9 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
         ink = _without_tilted_lines(ink, k, *tilt)
         small = _reduced(ink, k)
     floor = _floor_u8(small)
+    if BOX_SIDE and (box := _box(small, floor)) is not None:
+        ink = _without_box(ink, k, floor, *box)
+        small = _reduced(ink, k)
     (x0, y0, x1, y1), pieces = _glyph_box(small, floor)
     m = _CROP_MARGIN
     x0, y0 = max(0, x0 * k - m), max(0, y0 * k - m)

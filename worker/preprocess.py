@@ -588,14 +588,6 @@ _BOX_CORNER = 2
 _Band = tuple[int, int]  # first and last reduced row (column) of a box's side
 
 
-def _runs(on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(start, stop)`` of the longest unbroken run of True in each row of ``on``."""
-    c = np.cumsum(on, axis=1, dtype=np.int32)
-    run = c - np.maximum.accumulate(np.where(on, 0, c), axis=1)
-    stop = run.argmax(axis=1) + 1
-    return stop - run[np.arange(len(on)), stop - 1], stop
-
-
 def _bands(on: np.ndarray, lo: int, hi: int, a: int, b: int) -> tuple[_Band, _Band] | None:
     """The bands of rows from ``lo`` down and from ``hi`` up inked over
     BOX_COVER of columns ``a..b``, or None if row ``lo`` or ``hi`` is not."""
@@ -623,48 +615,29 @@ def _bar(cover: np.ndarray, thickness: int) -> bool:
     return False
 
 
-def _lines_on(s: np.ndarray, floor: int) -> np.ndarray:
-    """Where a reduced ink map (int16) is at ``floor``, or two rows below it
-    are together: a thin line split between them is in both."""
-    on = s >= floor
-    split = (s[1:] + s[:-1] >= floor) & ~on[1:] & ~on[:-1]
-    on[1:] |= split
-    on[:-1] |= split
-    return on
-
-
 def _box(small: np.ndarray, floor: int) -> tuple[tuple[_Band, _Band], tuple[_Band, _Band]] | None:
     """``((top, bottom), (left, right))``: the bands of a reduced ink map's
     rows and columns along which a printed box runs (see BOX_SIDE), or None."""
-    s = small.astype(np.int16)
-    along = _lines_on(s, floor), _lines_on(s.T, floor)  # rows, columns
-    if any(np.count_nonzero(np.count_nonzero(m, axis=1) >= BOX_SIDE) < 2 for m in along):
-        return None  # the cheap look: most drawings stop here
+    on = small >= (floor + 1) // 2  # a thin line split between two rows is in both
     sides = []
-    for m in along:  # the outermost of the longest runs: a stroke crossing the box may reach past it
-        start, stop = _runs(m)
-        run = stop - start
-        longest = int(run.max())
-        lines = np.flatnonzero(run >= BOX_COVER * longest)
+    for axis in (1, 0):  # the cheap look: most drawings stop here
+        counts = on.sum(axis=axis)
+        longest = int(counts.max())
+        lines = np.flatnonzero(counts >= BOX_COVER * longest)
         if longest < BOX_SIDE or lines[-1] - lines[0] < BOX_SIDE:
             return None
-        sides.append((int(lines[0]), int(lines[-1]), start, stop))
-    (top, bottom, h_start, h_stop), (left, right, v_start, v_stop) = sides
-    c = _BOX_CORNER
-    for lo, hi, start, stop, a, b in ((top, bottom, h_start, h_stop, left, right),
-                                      (left, right, v_start, v_stop, top, bottom)):
-        if max(start[lo], start[hi]) > a + c or min(stop[lo], stop[hi]) < b + 1 - c:
-            return None  # the sides do not meet at the corners
-    h = _bands(along[0], top, bottom, left, right)
-    v = _bands(along[1], left, right, top, bottom)
+        sides.append((int(lines[0]), int(lines[-1])))  # the outermost: a stroke may cross the box
+    (top, bottom), (left, right) = sides
+    h = _bands(on, top, bottom, left, right)
+    v = _bands(on.T, left, right, top, bottom) if h is not None else None
     if h is None or v is None:
-        return None
+        return None  # the sides do not meet at the corners
     (_, y0), (y1, _) = h
     (_, x0), (x1, _) = v
-    inside = (s >= floor)[y0 + 1:y1, x0 + 1:x1]
+    inside = on[y0 + 1:y1, x0 + 1:x1]
     if inside.shape[0] < 3 or inside.shape[1] < 3:
         return None
-    if _bar(np.count_nonzero(inside, axis=1) / inside.shape[1], max(b - a for a, b in h) + 1):
+    if _bar(inside.sum(axis=1) / inside.shape[1], max(b - a for a, b in h) + 1):
         return None  # a bar across: an '8' or a 'B' drawn as a rectangle
     t = max(b - a for a, b in h + v) + 1
     if not inside[t:-t, t:-t].any():
@@ -672,57 +645,75 @@ def _box(small: np.ndarray, floor: int) -> tuple[tuple[_Band, _Band], tuple[_Ban
     return h, v
 
 
-def _box_lines(m: np.ndarray, k: int, bands: tuple[_Band, _Band], span: _Band, floor: int) -> list[np.ndarray]:
-    """The full-size rows of ``m`` (uint8) along each of a box's two sides
-    ``bands`` (reduced ``k`` times) that are inked at ``floor`` over
-    BOX_COVER of columns ``span`` (reduced), with the faint rows at their
-    edges: one array of rows a side, empty if it has none."""
-    x0, x1 = span[0] * k, span[1] * k
+def _line_groups(m: np.ndarray, y: np.ndarray, x0: int, x1: int, floor: int) -> list[np.ndarray]:
+    """The rows among ``y`` (ascending, full size) of ``m`` (uint8) inked at
+    ``floor`` over BOX_COVER of its columns ``x0:x1``, in groups of adjacent
+    rows, each with the fainter rows at its edges."""
+    part = m[y, x0:x1]
+    need = BOX_COVER * (x1 - x0)
+    core = np.count_nonzero(part >= floor, axis=1) >= need
+    edge = np.flatnonzero(np.count_nonzero(part >= _SHADE_U8, axis=1) >= need)
+    groups = np.split(edge, np.flatnonzero(np.diff(edge) > 1) + 1) if edge.size else []
+    return [y[g] for g in groups if core[g].any()]
+
+
+def _box_sides(m: np.ndarray, k: int, bands: tuple[_Band, _Band], span: _Band, floor: int) -> list[np.ndarray]:
+    """The full-size rows of ``m`` along each of a box's two sides ``bands``
+    (reduced ``k`` times), inked over BOX_COVER of the columns ``span``
+    (reduced) between the other two: one array a side, empty if it has none."""
     out = []
     for first, last in bands:
         y = np.arange(max(0, (first - 1) * k), min(m.shape[0], (last + 2) * k))
-        part = m[y, x0:x1]
-        core = np.flatnonzero(np.count_nonzero(part >= floor, axis=1) >= BOX_COVER * (x1 - x0))
-        if core.size == 0:
-            out.append(core)
-            continue
-        edge = np.count_nonzero(part >= _SHADE_U8, axis=1) >= BOX_COVER * (x1 - x0)
-        i, j = int(core[0]), int(core[-1])
-        while i > 0 and edge[i - 1]:
-            i -= 1
-        while j < len(y) - 1 and edge[j + 1]:
-            j += 1
-        out.append(y[i:j + 1])
+        groups = _line_groups(m, y, span[0] * k, span[1] * k, floor)
+        out.append(np.arange(groups[0][0], groups[-1][-1] + 1) if groups else y[:0])
     return out
+
+
+def _reach(inked: np.ndarray, x0: int, x1: int) -> tuple[int, int]:
+    """Columns ``x0:x1`` of a line, stretched out both ways while ``inked``."""
+    before = inked[:x0][::-1]
+    after = inked[x1:]
+    return (x0 - (before.argmin() if not before.all() else len(before)),
+            x1 + (after.argmin() if not after.all() else len(after)))
 
 
 def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band]) -> Image.Image:
     """The ink map (reduced ``k`` times for :func:`_box`) less the lines of its
-    printed box, a stroke's ink kept where it crosses one; or ``ink`` if
-    the sides at full size are not straight lines that meet at square
-    corners (a drawn 'O' is inked over its top between its sides, not out
-    to their outer edges)."""
+    printed box, as far as they run on, and the lines across it between
+    cells of a row of boxes (as thin as the sides), a stroke's ink kept
+    where it crosses one; or ``ink`` if the sides at full size are not
+    straight lines that meet at square corners (a drawn 'O' is inked over
+    its top between its sides, not out to their outer edges)."""
     a = np.array(ink)
     (_, y0), (y1, _) = h
     (_, x0), (x1, _) = v
-    rows = _box_lines(a, k, h, (x0 + 1, x1), floor)
-    cols = _box_lines(a.T, k, v, (y0 + 1, y1), floor)
+    rows = _box_sides(a, k, h, (x0 + 1, x1), floor)
+    cols = _box_sides(a.T, k, v, (y0 + 1, y1), floor)
     if not all(len(side) for side in rows + cols):
         return ink
     for r, c in itertools.product(rows, cols):
         if np.count_nonzero(a[r[0]:r[-1] + 1, c[0]:c[-1] + 1] >= _SHADE_U8) < BOX_COVER * len(r) * len(c):
             return ink  # a round corner
+    thick = max(len(side) for side in rows + cols) + 2
+    lines = []
+    for m, sides, other in ((a, rows, cols), (a.T, cols, rows)):
+        between = np.arange(sides[0][-1] + 1, sides[1][0])
+        cells = [g for g in _line_groups(m, between, other[0][-1] + 1, other[1][0], floor) if len(g) <= thick]
+        lines.append(sides + cells)
     clear = np.zeros(a.shape, dtype=bool)
-    for m, c, lines, other in ((a, clear, rows, cols), (a.T, clear.T, cols, rows)):
-        x = np.arange(other[0][0], other[1][-1] + 1)
-        across = np.ones(len(x), dtype=bool)
-        across[np.isin(x, np.concatenate(other))] = False  # the other sides' lines: no stroke
-        for side in lines:
+    for m, c, mine, other in ((a, clear, lines[0], lines[1]), (a.T, clear.T, lines[1], lines[0])):
+        first, last = other[0][0], other[-1][-1] + 1  # the box's outer edges
+        for side in mine:
+            x0, x1 = _reach(m[side[len(side) // 2]] >= floor, first, last) if side is mine[0] or side is mine[1] \
+                else (first, last)
+            x = np.arange(x0, x1)
+            across = ~np.isin(x, np.concatenate(other))  # not where the lines across meet it
             before, after = side[0] - 1, side[-1] + 1
-            crossed = across & (before >= 0) & (after < m.shape[0])
-            if crossed.any():
-                crossed &= (m[max(before, 0), x] >= floor) & (m[min(after, m.shape[0] - 1), x] >= floor)
-            c[side[:, None], x[~crossed][None, :]] = True
+            if before >= 0 and after < m.shape[0]:
+                across &= (m[before, x] >= floor) & (m[after, x] >= floor)  # a stroke crossing
+            else:
+                across[:] = False
+            c[side[:, None], x[~across][None, :]] = True
     a[clear] = 0
     return Image.fromarray(a, "L")
 

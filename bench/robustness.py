@@ -10,7 +10,8 @@ JPEG compression, faint ink (light grey, 12% contrast), uneven light (a
 noise and JPEG together), a pencil's 1 px line, a border that is not the page
 (a frame drawn along it, a sheet photographed on a desk), ruled and squared
 paper (grey lines under the ink; ruled paper also turned by 2 degrees), strokes
-outlined by a hollow brush, a client that stamps a dot per pointer event (the
+outlined by a hollow brush, a form's printed box around the character (alone,
+or in a row of them), a client that stamps a dot per pointer event (the
 pen touching down 1.5 widths apart), a marker a tenth of the canvas wide (drawn
 again, thick), and a pen whose width swells and thins along the strokes (a
 stylus's pressure; no rule of its own, so both columns agree). Every version is
@@ -69,6 +70,7 @@ def versions(ink: np.ndarray, thin: np.ndarray, rng: np.random.Generator) -> dic
     page = np.round(255 * (1 - ink)).astype(np.uint8)
     f = page.astype(np.float32)
     noisy = f + rng.normal(0, 10, f.shape)
+    box_rng = rng.spawn(1)[0]  # its own draws: the rows after these keep theirs
     return {
         "clean": _png(page),
         "stray dot, 5 px": _png(_with_dot(page, ink, 2, rng)),
@@ -87,7 +89,23 @@ def versions(ink: np.ndarray, thin: np.ndarray, rng: np.random.Generator) -> dic
         "squared paper: grey lines every 28 px": _png(_lined(page, columns=True)),
         "ruled paper turned 2 degrees": _png(np.minimum(page, _turned_lines(2.0))),
         "outlined: the strokes' edges only, 2 px": _ink_png(_outlined(ink, 2)),
+        "in a printed box, 2 px, as dark as the pen": _ink_png(_boxed(ink, box_rng, cells=False)),
+        "in a row of printed boxes, cut out with its neighbours": _ink_png(_boxed(ink, box_rng, cells=True)),
     }
+
+
+def _boxed(ink: np.ndarray, rng: np.random.Generator, cells: bool) -> np.ndarray:
+    """The drawing in a printed box 5-30 px from it on each side (a form's
+    cell), and in ``cells`` the neighbouring boxes of its row, 10 px apart."""
+    ys, xs = np.nonzero(ink > 0.1)
+    m = rng.integers(5, 31, 4)
+    x0, y0 = max(xs.min() - m[0], 1), max(ys.min() - m[1], 1)
+    x1, y1 = min(xs.max() + m[2], CANVAS - 2), min(ys.max() + m[3], CANVAS - 2)
+    im = Image.new("L", (CANVAS, CANVAS), 0)
+    step = x1 - x0 + 10
+    for x in range(x0 - 2 * step, CANVAS, step) if cells else (x0,):
+        ImageDraw.Draw(im).rectangle((x, y0, x + x1 - x0, y1), outline=255, width=2)
+    return np.maximum(ink, np.asarray(im, np.float32) / 255)
 
 
 def _lined(page: np.ndarray, columns: bool, level: int = 160, every: int = 28, first: int = 9) -> np.ndarray:
@@ -139,10 +157,10 @@ def _framed(page: np.ndarray, k: int) -> np.ndarray:
 
 
 #: The settings of :mod:`worker.preprocess` that the second column switches off:
-#: the stray-mark, faint-ink, marker, uneven-light, frame, thin-line, dotted-stroke, page-line and
-#: outline rules.
+#: the stray-mark, faint-ink, marker, uneven-light, frame, thin-line, dotted-stroke, page-line,
+#: outline and printed-box rules.
 RULES = ("STRAY_MASS", "_FAINT_FLOOR_U8", "BLOB_EXTENT_PER_WIDTH", "_SHADE_U8", "PAGE_SHARE", "THIN_STROKE",
-         "DOT_PIECES", "LINE_SPAN", "HOLLOW_WIDTH")
+         "DOT_PIECES", "LINE_SPAN", "HOLLOW_WIDTH", "BOX_SIDE")
 
 
 def _rules_off() -> Callable[[], None]:
@@ -153,8 +171,9 @@ def _rules_off() -> Callable[[], None]:
     # Every piece joins; faint ink is not ink; every mark is held to the taps'
     # rule; no page reads as shaded; the border's colour is always the page's;
     # no stroke is too thin to average down; no dots are joined; no row or
-    # column, level or turned, is a page line; no outline is filled.
-    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0, 0, 2.0, 0.0)
+    # column, level or turned, is a page line; no outline is filled; no box
+    # is printed.
+    off = (0.0, P._FLOOR_U8, P.MIN_EXTENT_PER_WIDTH, 256, 1.0, 0.0, 0, 2.0, 0.0, 0)
     for n, v in zip(RULES, off):
         setattr(P, n, v)
 

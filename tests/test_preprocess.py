@@ -628,13 +628,16 @@ def _outlined(ink: np.ndarray, line: float) -> np.ndarray:
 
 
 def _drawn(shapes, width: int) -> np.ndarray:
-    """Ellipses ``("ellipse", box)`` and polylines ``("line", points)`` drawn
-    with a pen ``width`` px wide, anti-aliased (drawn 4x larger)."""
+    """Ellipses ``("ellipse", box)``, rounded rectangles ``("rounded", box +
+    (radius,))`` and polylines ``("line", points)`` drawn with a pen
+    ``width`` px wide, anti-aliased (drawn 4x larger)."""
     big = Image.new("L", (280 * 4, 280 * 4), 0)
     d = ImageDraw.Draw(big)
     for kind, xy in shapes:
         if kind == "ellipse":
             d.ellipse([v * 4 for v in xy], outline=255, width=width * 4)
+        elif kind == "rounded":  # (x0, y0, x1, y1, radius)
+            d.rounded_rectangle([v * 4 for v in xy[:4]], radius=xy[4] * 4, outline=255, width=width * 4)
         else:
             d.line([(x * 4, y * 4) for x, y in xy], fill=255, width=width * 4, joint="curve")
     return np.asarray(big.reduce(4), np.float32) / 255
@@ -756,6 +759,64 @@ def test_the_lines_of_a_page_turned_a_little_are_not_ink(reference, degrees, col
     assert off() < 0.1
     monkeypatch.setattr(P, "LINE_TILT", 0.0)  # level lines only
     assert off() > 0.2
+
+
+# --------------------------------------------------------------------------- printed boxes
+
+
+def _boxed(ink: np.ndarray, boxes, width: int, level: float = 1.0) -> np.ndarray:
+    """The ink map in printed rectangles ``(x0, y0, x1, y1)`` with lines ``width`` px wide at ``level``."""
+    im = Image.new("L", ink.shape[::-1], 0)
+    for box in boxes:
+        ImageDraw.Draw(im).rectangle(box, outline=round(255 * level), width=width)
+    return np.maximum(ink, np.asarray(im, np.float32) / 255)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+@pytest.mark.parametrize(("boxes", "width", "level"), [
+    ([(50, 30, 210, 240)], 2, 1.0), ([(60, 35, 200, 230)], 1, 1.0), ([(40, 20, 230, 250)], 4, 1.0),
+    ([(50, 30, 210, 240)], 2, 0.6), ([(60, 30, 190, 195)], 2, 1.0),
+    ([(-120, 30, 40, 240), (50, 30, 210, 240), (220, 30, 380, 240)], 2, 1.0),
+    ([(x, 30, x + 159, 240) for x in (-270, -110, 50, 210)], 2, 1.0)],
+    ids=["2 px", "1 px", "4 px", "grey", "a stroke crossing it", "a row of boxes", "a row of boxes side by side"])
+def test_a_printed_box_around_a_character_is_not_ink(reference, boxes, width, level, monkeypatch):
+    """A form's box around the 'F' (in a row of them: the lines between the
+    cells too) is cleared; the F's stem, where it crosses the box's bottom
+    line, keeps its ink."""
+    data = _ink_png(_boxed(INK, boxes, width, level))
+    assert _correlation(preprocess(data), reference) > 0.97
+    monkeypatch.setattr(P, "BOX_SIDE", 0)
+    assert _correlation(preprocess(data), reference) < 0.9
+
+
+@pytest.mark.parametrize(("rectangle", "shapes"), [
+    ((80, 40, 200, 240), []),
+    ((80, 40, 200, 240), [("line", [(80, 140), (200, 140)])]),
+    (None, [("ellipse", (60, 30, 220, 250)), ("line", [(150, 190), (230, 260)])]),
+    (None, [("rounded", (80, 40, 200, 240, 20)), ("line", [(150, 190), (230, 260)])]),
+], ids=["0 drawn as a rectangle", "8 drawn as a rectangle and a bar", "Q, round", "Q, round at the corners"])
+def test_a_glyph_drawn_with_straight_lines_is_not_a_box(rectangle, shapes, monkeypatch):
+    """A rectangle with nothing inside is an 'O' or a '0'; with a bar across,
+    an '8' or a 'B'. A 'Q' has no square corners. They come out as they do
+    with no rule for boxes."""
+    for width in (3, 8):
+        ink = _drawn(shapes, width)
+        data = _ink_png(_boxed(ink, [rectangle], width) if rectangle else ink)
+        with monkeypatch.context() as m:
+            m.setattr(P, "BOX_SIDE", 0)
+            without = preprocess(data)
+        assert np.array_equal(preprocess(data), without)
+
+
+def test_a_one_drawn_with_a_ruler_in_a_box_stays():
+    """A straight line from side to side of a box is a line between cells
+    only where there is other ink beside it: alone, it is the character."""
+    one = _drawn([("line", [(140, 40), (140, 240)])], 3)
+    reference = preprocess(_ink_png(one))
+    assert _correlation(preprocess(_ink_png(_boxed(one, [(80, 40, 200, 240)], 3))), reference) > 0.97
 
 
 # --------------------------------------------------------------------------- uneven light

@@ -78,7 +78,7 @@ MAX_PIXELS = 4_000_000
 MAX_JPEG_SCANS = 256
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "16"
+PREPROCESS_VERSION = "17"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -679,7 +679,7 @@ def _reach(inked: np.ndarray, x0: int, x1: int) -> tuple[int, int]:
 
 def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band]) -> Image.Image:
     """The ink map (reduced ``k`` times for :func:`_box`) less the lines of its
-    printed box, as far as they run on, and the lines across it between
+    printed box, as far as they run on, and the lines across it between the
     cells of a row of boxes (as thin as the sides), a stroke's ink kept
     where it crosses one; or ``ink`` if the sides at full size are not
     straight lines that meet at square corners (a drawn 'O' is inked over
@@ -687,33 +687,39 @@ def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v
     a = np.array(ink)
     (_, y0), (y1, _) = h
     (_, x0), (x1, _) = v
-    rows = _box_sides(a, k, h, (x0 + 1, x1), floor)
-    cols = _box_sides(a.T, k, v, (y0 + 1, y1), floor)
-    if not all(len(side) for side in rows + cols):
+    sides = _box_sides(a, k, h, (x0 + 1, x1), floor), _box_sides(a.T, k, v, (y0 + 1, y1), floor)
+    if not all(len(side) for side in sides[0] + sides[1]):
         return ink
-    for r, c in itertools.product(rows, cols):
+    for r, c in itertools.product(*sides):
         if np.count_nonzero(a[r[0]:r[-1] + 1, c[0]:c[-1] + 1] >= _SHADE_U8) < BOX_COVER * len(r) * len(c):
             return ink  # a round corner
-    thick = max(len(side) for side in rows + cols) + 2
-    lines = []
-    for m, sides, other in ((a, rows, cols), (a.T, cols, rows)):
-        between = np.arange(sides[0][-1] + 1, sides[1][0])
-        cells = [g for g in _line_groups(m, between, other[0][-1] + 1, other[1][0], floor) if len(g) <= thick]
-        lines.append(sides + cells)
+    thick = max(len(side) for side in sides[0] + sides[1]) + 2
+    cells = []  # the lines between the cells of a row of boxes
+    for m, (first, second), (left, right) in ((a, *sides), (a.T, *sides[::-1])):
+        between = np.arange(first[-1] + 1, second[0])
+        cells.append([g for g in _line_groups(m, between, left[-1] + 1, right[0], floor) if len(g) <= thick])
+    top, left = sides[0][0][-1] + 1, sides[1][0][-1] + 1  # where the inside begins
+    rest = a[top:sides[0][1][0], left:sides[1][1][0]] >= floor
+    for g in cells[0]:
+        rest[g - top] = False
+    for g in cells[1]:
+        rest[:, g - left] = False
+    if not rest.any():
+        cells = [[], []]  # the only ink inside: a '1' drawn with a ruler, not a line between cells
     clear = np.zeros(a.shape, dtype=bool)
-    for m, c, mine, other in ((a, clear, lines[0], lines[1]), (a.T, clear.T, lines[1], lines[0])):
-        first, last = other[0][0], other[-1][-1] + 1  # the box's outer edges
-        for side in mine:
-            x0, x1 = _reach(m[side[len(side) // 2]] >= floor, first, last) if side is mine[0] or side is mine[1] \
-                else (first, last)
-            x = np.arange(x0, x1)
-            across = ~np.isin(x, np.concatenate(other))  # not where the lines across meet it
-            before, after = side[0] - 1, side[-1] + 1
+    for axis, (m, c) in enumerate(((a, clear), (a.T, clear.T))):
+        other = sides[1 - axis]
+        outer = other[0][0], other[1][-1] + 1
+        meets = np.concatenate(other + cells[1 - axis])  # where the lines across meet these
+        for line, runs_on in [(s, True) for s in sides[axis]] + [(g, False) for g in cells[axis]]:
+            x = np.arange(*(_reach((m[line] >= floor).any(axis=0), *outer) if runs_on else outer))
+            keep = ~np.isin(x, meets)
+            before, after = line[0] - 1, line[-1] + 1
             if before >= 0 and after < m.shape[0]:
-                across &= (m[before, x] >= floor) & (m[after, x] >= floor)  # a stroke crossing
+                keep &= (m[before, x] >= floor) & (m[after, x] >= floor)  # a stroke crossing
             else:
-                across[:] = False
-            c[side[:, None], x[~across][None, :]] = True
+                keep[:] = False
+            c[line[:, None], x[~keep][None, :]] = True
     a[clear] = 0
     return Image.fromarray(a, "L")
 

@@ -811,6 +811,22 @@ def test_a_glyph_drawn_with_straight_lines_is_not_a_box(rectangle, shapes, monke
         assert np.array_equal(preprocess(data), without)
 
 
+def test_the_middle_of_a_fat_stroke_is_not_a_box_line(monkeypatch):
+    """A fat '0' with square shoulders and a slanted hole: rows through the
+    middle of its strokes are inked from side to side like a box's lines,
+    but so are the rows beside them. It comes out as with no rule for boxes."""
+    im = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(im).rounded_rectangle([50, 20, 230, 260], radius=70, fill=255)
+    hole = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(hole).ellipse([120, 60, 160, 220], fill=255)
+    ink = np.minimum(np.asarray(im), 255 - np.asarray(hole.rotate(35, Image.BILINEAR))).astype(np.float32) / 255
+    data = _ink_png(ink)
+    with monkeypatch.context() as m:
+        m.setattr(P, "BOX_SIDE", 0)
+        without = preprocess(data)
+    assert np.array_equal(preprocess(data), without)
+
+
 def test_a_one_drawn_with_a_ruler_in_a_box_stays():
     """A straight line from side to side of a box is a line between cells
     only where there is other ink beside it: alone, it is the character."""

@@ -572,16 +572,20 @@ def _without_tilted_lines(ink: Image.Image, k: int, axis: int, t: float, rows: n
 
 
 #: Printed boxes. A form asks for one character in each of a row of boxes,
-#: and cut out, the box stays around the character, often as dark as the pen;
-#: the glyph box would take it in. A box is found on the reduced canvas: its
-#: outermost rows and columns with BOX_SIDE inked pixels or more, at least
-#: BOX_SIDE apart, each inked over BOX_COVER of the span between the other two
-#: (thick lines: the rows next to them that are too), with ink inside, more
-#: than a line's width from the sides. Its lines are cleared at full size
-#: (the rows and columns inked over BOX_COVER of the box, faint edges
-#: included), except where a stroke crosses one. An '8' or a 'B' drawn as a
-#: rectangle with a bar across it is a glyph, and so is an 'O' or a 'D' drawn
-#: as one with nothing inside: both are left as they are.
+#: and cut out, the box comes with the character, often as dark as the pen;
+#: the glyph box would take it in. A box is looked for on the reduced canvas:
+#: its outermost rows and columns at least BOX_COVER as full as the fullest,
+#: at least BOX_SIDE long and apart, each inked over BOX_COVER of the span
+#: between the other two, with ink inside more than a line's width from
+#: them. At full size each side must be rows (columns) inked over BOX_COVER
+#: of the box that meet the others at square corners, with at most half of
+#: the box inked along either side of them. Then they are cleared as far as
+#: they run on, with the lines between the cells of a row of boxes as thin as
+#: the sides, except where a stroke crosses one. Left as drawn: a rectangle
+#: with nothing inside (an 'O', a '0'), with a bar across it (an '8', a 'B'),
+#: with rounded corners (a 'Q'), the middle of a fat stroke (rows beside it
+#: are full too), and a line from side to side with no other ink beside it
+#: (a '1' drawn with a ruler).
 BOX_SIDE, BOX_COVER = 8, 0.9
 _BOX_CORNER = 2
 
@@ -641,7 +645,7 @@ def _box(small: np.ndarray, floor: int) -> tuple[tuple[_Band, _Band], tuple[_Ban
         return None  # a bar across: an '8' or a 'B' drawn as a rectangle
     t = max(b - a for a, b in h + v) + 1
     if not inside[t:-t, t:-t].any():
-        return None  # nothing inside, more than a line's width from the sides: an 'O' or a 'D' drawn as a rectangle
+        return None  # nothing inside, away from the sides: an 'O' or a 'D' drawn as a rectangle
     return h, v
 
 
@@ -677,35 +681,55 @@ def _reach(inked: np.ndarray, x0: int, x1: int) -> tuple[int, int]:
             x1 + (after.argmin() if not after.all() else len(after)))
 
 
-def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band]) -> Image.Image:
-    """The ink map (reduced ``k`` times for :func:`_box`) less the lines of its
-    printed box, as far as they run on, and the lines across it between the
-    cells of a row of boxes (as thin as the sides), a stroke's ink kept
-    where it crosses one; or ``ink`` if the sides at full size are not
-    straight lines that meet at square corners (a drawn 'O' is inked over
-    its top between its sides, not out to their outer edges)."""
-    a = np.array(ink)
+def _square_sides(a: np.ndarray, k: int, floor: int, h: tuple[_Band, _Band],
+                  v: tuple[_Band, _Band]) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The full-size rows and columns of the sides of a box found on the ink
+    map ``a`` reduced ``k`` times, if they are straight lines that meet at
+    square corners with no ink along them on both sides; else None."""
     (_, y0), (y1, _) = h
     (_, x0), (x1, _) = v
     sides = _box_sides(a, k, h, (x0 + 1, x1), floor), _box_sides(a.T, k, v, (y0 + 1, y1), floor)
     if not all(len(side) for side in sides[0] + sides[1]):
-        return ink
+        return None
     for r, c in itertools.product(*sides):
         if np.count_nonzero(a[r[0]:r[-1] + 1, c[0]:c[-1] + 1] >= _SHADE_U8) < BOX_COVER * len(r) * len(c):
-            return ink  # a round corner
+            return None  # a round corner: a drawn 'O' is inked over its top between its sides, not out to them
+    for m, lines, (near, far) in ((a, *sides), (a.T, *sides[::-1])):
+        span = m[:, near[-1] + 1:far[0]]
+        for line in lines:
+            beside = [y for y in (line[0] - 1, line[-1] + 1) if 0 <= y < len(m)]
+            if all(np.count_nonzero(span[y] >= floor) > 0.5 * span.shape[1] for y in beside):
+                return None  # ink along it on both sides: the middle of a fat stroke, not a line
+    return sides
+
+
+def _cells(a: np.ndarray, sides: tuple[list[np.ndarray], list[np.ndarray]], floor: int) -> list[list[np.ndarray]]:
+    """The full-size rows and columns of the lines across a box between the
+    cells of a row of boxes: as thin as its sides, with other ink beside them."""
     thick = max(len(side) for side in sides[0] + sides[1]) + 2
-    cells = []  # the lines between the cells of a row of boxes
-    for m, (first, second), (left, right) in ((a, *sides), (a.T, *sides[::-1])):
+    cells = []
+    for m, (first, second), (near, far) in ((a, *sides), (a.T, *sides[::-1])):
         between = np.arange(first[-1] + 1, second[0])
-        cells.append([g for g in _line_groups(m, between, left[-1] + 1, right[0], floor) if len(g) <= thick])
+        cells.append([g for g in _line_groups(m, between, near[-1] + 1, far[0], floor) if len(g) <= thick])
     top, left = sides[0][0][-1] + 1, sides[1][0][-1] + 1  # where the inside begins
     rest = a[top:sides[0][1][0], left:sides[1][1][0]] >= floor
     for g in cells[0]:
         rest[g - top] = False
     for g in cells[1]:
         rest[:, g - left] = False
-    if not rest.any():
-        cells = [[], []]  # the only ink inside: a '1' drawn with a ruler, not a line between cells
+    return cells if rest.any() else [[], []]  # the only ink inside: a '1' drawn with a ruler
+
+
+def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band]) -> Image.Image:
+    """The ink map (reduced ``k`` times for :func:`_box`) less the lines of its
+    printed box, as far as they run on, and those between the cells of a row
+    of boxes, a stroke's ink kept where it crosses one; or ``ink`` itself if
+    the box's sides are not lines (see :func:`_square_sides`)."""
+    a = np.array(ink)
+    sides = _square_sides(a, k, floor, h, v)
+    if sides is None:
+        return ink
+    cells = _cells(a, sides, floor)
     clear = np.zeros(a.shape, dtype=bool)
     for axis, (m, c) in enumerate(((a, clear), (a.T, clear.T))):
         other = sides[1 - axis]
@@ -984,8 +1008,9 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
         small = _reduced(ink, k)
     floor = _floor_u8(small)
     if BOX_SIDE and (box := _box(small, floor)) is not None:
-        ink = _without_box(ink, k, floor, *box)
-        small = _reduced(ink, k)
+        unboxed = _without_box(ink, k, floor, *box)
+        if unboxed is not ink:
+            ink, small = unboxed, _reduced(unboxed, k)
     (x0, y0, x1, y1), pieces = _glyph_box(small, floor)
     m = _CROP_MARGIN
     x0, y0 = max(0, x0 * k - m), max(0, y0 * k - m)

@@ -52,7 +52,7 @@ import math
 import re
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from statistics import NormalDist
 from typing import Any
 
@@ -574,22 +574,26 @@ def _without_tilted_lines(ink: Image.Image, k: int, axis: int, t: float, rows: n
 #: Printed boxes. A form asks for one character in each of a row of boxes,
 #: and cut out, the box comes with the character, often as dark as the pen;
 #: the glyph box would take it in. A box is looked for on the reduced canvas:
-#: its outermost rows and columns at least BOX_COVER as full as the fullest,
-#: at least BOX_SIDE long and apart, each inked over BOX_COVER of the span
-#: between the other two, with ink inside more than a line's width from
-#: them. At full size each side must be rows (columns) inked over BOX_COVER
-#: of the box that meet the others at square corners, with at most half of
-#: the box inked along either side of them. Then they are cleared as far as
-#: they run on, with the lines between the cells of a row of boxes as thin as
-#: the sides, except where a stroke crosses one. Left as drawn: a rectangle
-#: with nothing inside (an 'O', a '0'), with a bar across it (an '8', a 'B'),
-#: with rounded corners (a 'Q'), the middle of a fat stroke (rows beside it
-#: are full too), and a line from side to side with no other ink beside it
-#: (a '1' drawn with a ruler).
+#: rows and columns at least BOX_COVER as full as the fullest, at least
+#: BOX_SIDE long and apart (the outermost rows; pairs of columns, the widest
+#: first, since in a row of boxes apart from each other the lines break
+#: between them), each inked over BOX_COVER of the span between the other
+#: two, with ink inside more than a line's width from them. At full size
+#: each side must be rows (columns) inked over BOX_COVER of the box that meet
+#: the others at square corners, with at most half of the box inked along
+#: either side of them. Then they are cleared as far as they run on, with the
+#: lines of the next boxes in the row and those between cells as thin as the
+#: sides, except where a stroke crosses one. Left as drawn: a rectangle with
+#: nothing inside (an 'O', a '0'), with a bar across it (an '8', a 'B'), with
+#: rounded corners (a 'Q'), the middle of a fat stroke (rows beside it are
+#: full too), and a line from side to side with no other ink beside it (a '1'
+#: drawn with a ruler).
 BOX_SIDE, BOX_COVER = 8, 0.9
 _BOX_CORNER = 2
+_BOX_MAX_COLUMNS = 8  # groups of full columns paired up; past that, the outermost
 
 _Band = tuple[int, int]  # first and last reduced row (column) of a box's side
+_Box = tuple[tuple[_Band, _Band], tuple[_Band, _Band]]  # (top, bottom), (left, right)
 
 
 def _bands(on: np.ndarray, lo: int, hi: int, a: int, b: int) -> tuple[_Band, _Band] | None:
@@ -619,19 +623,35 @@ def _bar(cover: np.ndarray, thickness: int) -> bool:
     return False
 
 
-def _box(small: np.ndarray, floor: int) -> tuple[tuple[_Band, _Band], tuple[_Band, _Band]] | None:
+def _boxes(small: np.ndarray, floor: int) -> Iterator[_Box]:
     """``((top, bottom), (left, right))``: the bands of a reduced ink map's
-    rows and columns along which a printed box runs (see BOX_SIDE), or None."""
+    rows and columns along which a printed box may run (see BOX_SIDE), the
+    likeliest first; none for most drawings."""
     on = small >= (floor + 1) // 2  # a thin line split between two rows is in both
-    sides = []
+    found = []
     for axis in (1, 0):  # the cheap look: most drawings stop here
         counts = on.sum(axis=axis)
         longest = int(counts.max())
         lines = np.flatnonzero(counts >= BOX_COVER * longest)
         if longest < BOX_SIDE or lines[-1] - lines[0] < BOX_SIDE:
-            return None
-        sides.append((int(lines[0]), int(lines[-1])))  # the outermost: a stroke may cross the box
-    (top, bottom), (left, right) = sides
+            return
+        found.append(lines)
+    rows, cols = found
+    # The outermost rows (a stroke may cross the box), and pairs of columns,
+    # the widest first: in a row of boxes apart, the one written in is narrower.
+    groups = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1)
+    if len(groups) > _BOX_MAX_COLUMNS:
+        groups = [groups[0], groups[-1]]
+    pairs = sorted(((int(g[0]), int(h[-1])) for n, g in enumerate(groups) for h in groups[n + 1:]),
+                   key=lambda pair: pair[0] - pair[1])
+    for left, right in pairs:
+        if right - left >= BOX_SIDE and (box := _box_at(on, int(rows[0]), int(rows[-1]), left, right)) is not None:
+            yield box
+
+
+def _box_at(on: np.ndarray, top: int, bottom: int, left: int, right: int) -> _Box | None:
+    """The bands of the box whose outer rows and columns are these, if its
+    sides meet at the corners and it holds a character (see :func:`_boxes`)."""
     h = _bands(on, top, bottom, left, right)
     v = _bands(on.T, left, right, top, bottom) if h is not None else None
     if h is None or v is None:
@@ -673,12 +693,17 @@ def _box_sides(m: np.ndarray, k: int, bands: tuple[_Band, _Band], span: _Band, f
     return out
 
 
-def _reach(inked: np.ndarray, x0: int, x1: int) -> tuple[int, int]:
-    """Columns ``x0:x1`` of a line, stretched out both ways while ``inked``."""
-    before = inked[:x0][::-1]
-    after = inked[x1:]
-    return (x0 - (before.argmin() if not before.all() else len(before)),
-            x1 + (after.argmin() if not after.all() else len(after)))
+def _along(inked: np.ndarray, x0: int, x1: int, least: int) -> np.ndarray:
+    """The columns of a line drawn over ``x0:x1``, where it runs on while
+    ``inked``, and its pieces beyond breaks at least ``least`` long or cut by
+    the canvas's edge (the lines of the next boxes in a row)."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], inked, [False])).astype(np.int8)))
+    out = np.zeros(len(inked), dtype=bool)
+    out[x0:x1] = True
+    for start, stop in zip(edges[::2], edges[1::2]):
+        if stop - start >= least or start == 0 or stop == len(inked) or (start <= x1 and stop >= x0):
+            out[start:stop] = True
+    return np.flatnonzero(out)
 
 
 def _square_sides(a: np.ndarray, k: int, floor: int, h: tuple[_Band, _Band],
@@ -704,24 +729,28 @@ def _square_sides(a: np.ndarray, k: int, floor: int, h: tuple[_Band, _Band],
 
 
 def _cells(a: np.ndarray, sides: tuple[list[np.ndarray], list[np.ndarray]], floor: int) -> list[list[np.ndarray]]:
-    """The full-size rows and columns of the lines across a box between the
-    cells of a row of boxes: as thin as its sides, with other ink beside them."""
+    """The full-size rows and columns of the lines across a box's span between
+    the cells of a row of boxes, as thin as its sides: outside the box (the
+    next boxes' sides), and inside it where there is other ink beside them."""
     thick = max(len(side) for side in sides[0] + sides[1]) + 2
-    cells = []
+    inner, outer = [], []
     for m, (first, second), (near, far) in ((a, *sides), (a.T, *sides[::-1])):
-        between = np.arange(first[-1] + 1, second[0])
-        cells.append([g for g in _line_groups(m, between, near[-1] + 1, far[0], floor) if len(g) <= thick])
+        lines = [g for g in _line_groups(m, np.arange(len(m)), near[-1] + 1, far[0], floor) if len(g) <= thick]
+        inner.append([g for g in lines if first[-1] < g[0] and g[-1] < second[0]])
+        outer.append([g for g in lines if g[-1] < first[0] or g[0] > second[-1]])
     top, left = sides[0][0][-1] + 1, sides[1][0][-1] + 1  # where the inside begins
     rest = a[top:sides[0][1][0], left:sides[1][1][0]] >= floor
-    for g in cells[0]:
+    for g in inner[0]:
         rest[g - top] = False
-    for g in cells[1]:
+    for g in inner[1]:
         rest[:, g - left] = False
-    return cells if rest.any() else [[], []]  # the only ink inside: a '1' drawn with a ruler
+    if not rest.any():
+        inner = [[], []]  # the only ink inside: a '1' drawn with a ruler
+    return [i + o for i, o in zip(inner, outer)]
 
 
 def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band]) -> Image.Image:
-    """The ink map (reduced ``k`` times for :func:`_box`) less the lines of its
+    """The ink map (reduced ``k`` times for :func:`_boxes`) less the lines of its
     printed box, as far as they run on, and those between the cells of a row
     of boxes, a stroke's ink kept where it crosses one; or ``ink`` itself if
     the box's sides are not lines (see :func:`_square_sides`)."""
@@ -736,7 +765,7 @@ def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v
         outer = other[0][0], other[1][-1] + 1
         meets = np.concatenate(other + cells[1 - axis])  # where the lines across meet these
         for line, runs_on in [(s, True) for s in sides[axis]] + [(g, False) for g in cells[axis]]:
-            x = np.arange(*(_reach((m[line] >= floor).any(axis=0), *outer) if runs_on else outer))
+            x = _along((m[line] >= floor).any(axis=0), *outer, BOX_SIDE * k) if runs_on else np.arange(*outer)
             keep = ~np.isin(x, meets)
             before, after = line[0] - 1, line[-1] + 1
             if before >= 0 and after < m.shape[0]:
@@ -1007,10 +1036,11 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
         ink = _without_tilted_lines(ink, k, *tilt)
         small = _reduced(ink, k)
     floor = _floor_u8(small)
-    if BOX_SIDE and (box := _box(small, floor)) is not None:
+    for box in _boxes(small, floor) if BOX_SIDE else ():
         unboxed = _without_box(ink, k, floor, *box)
         if unboxed is not ink:
             ink, small = unboxed, _reduced(unboxed, k)
+            break
     (x0, y0, x1, y1), pieces = _glyph_box(small, floor)
     m = _CROP_MARGIN
     x0, y0 = max(0, x0 * k - m), max(0, y0 * k - m)

@@ -782,8 +782,8 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     ([(-120, 30, 40, 240), (50, 30, 210, 240), (220, 30, 380, 240)], 2, 1.0),
     ([(x, 30, x + 159, 240) for x in (-270, -110, 50, 210)], 2, 1.0),
     ([(x, 30, x + 160, 240) for x in (-310, -130, 50, 230)], 2, 1.0)],
-    ids=["2 px", "1 px", "4 px", "grey", "a stroke crossing it", "a row of boxes", "a row of boxes side by side",
-         "a row of boxes 20 px apart"])
+    ids=["2 px", "1 px", "4 px", "grey", "a stroke crossing it", "a row of boxes 10 px apart",
+         "a row of boxes side by side", "a row of boxes 20 px apart"])
 def test_a_printed_box_around_a_character_is_not_ink(reference, boxes, width, level, monkeypatch):
     """A form's box around the 'F' (in a row of them: the lines between the
     cells too) is cleared; the F's stem, where it crosses the box's bottom

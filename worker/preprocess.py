@@ -28,8 +28,8 @@ Two steps, both pure functions:
     of ink far from the rest are left out of the crop (see STRAY_MASS), while
     the dots of strokes stamped as rows of dots are kept and joined (see
     DOT_PIECES); and a page photographed under uneven light has its shade
-    taken away first (see SHADE_LEVEL), and ruled or squared paper its printed
-    lines (see LINE_SPAN).
+    taken away first (see SHADE_LEVEL), ruled or squared paper its printed
+    lines (see LINE_SPAN), and a form its printed boxes (see BOX_SIDE).
 
     Pen drawings on a canvas come in any stroke width relative to the glyph
     (a 7%-of-canvas pen on a small glyph is 25% of its size; a thin pen on a big

@@ -596,6 +596,11 @@ _Band = tuple[int, int]  # first and last reduced row (column) of a box's side
 _Box = tuple[tuple[_Band, _Band], tuple[_Band, _Band]]  # (top, bottom), (left, right)
 
 
+def _consecutive(idx: np.ndarray) -> list[np.ndarray]:
+    """Ascending indices in runs of consecutive ones: [1 2 3 7 8] -> [1 2 3], [7 8]."""
+    return np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if idx.size else []
+
+
 def _bands(on: np.ndarray, lo: int, hi: int, a: int, b: int) -> tuple[_Band, _Band] | None:
     """The bands of rows from ``lo`` down and from ``hi`` up inked over
     BOX_COVER of columns ``a..b``, or None if row ``lo`` or ``hi`` is not."""
@@ -615,7 +620,7 @@ def _bar(cover: np.ndarray, thickness: int) -> bool:
     ``thickness`` + 1 thick, between rows inked over at most half of it
     (a stroke that crosses the box on a curve is inked over more)."""
     full = np.flatnonzero(cover >= BOX_COVER)
-    for run in np.split(full, np.flatnonzero(np.diff(full) > 1) + 1) if full.size else ():
+    for run in _consecutive(full):
         above, below = run[0] - 1, run[-1] + 1
         if (len(run) <= thickness + 1 and (above < 0 or cover[above] <= 0.5)
                 and (below >= len(cover) or cover[below] <= 0.5)):
@@ -639,7 +644,7 @@ def _boxes(small: np.ndarray, floor: int) -> Iterator[_Box]:
     rows, cols = found
     # The outermost rows (a stroke may cross the box), and pairs of columns,
     # the widest first: in a row of boxes apart, the one written in is narrower.
-    groups = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1)
+    groups = _consecutive(cols)
     if len(groups) > _BOX_MAX_COLUMNS:
         groups = [groups[0], groups[-1]]
     pairs = sorted(((int(g[0]), int(h[-1])) for n, g in enumerate(groups) for h in groups[n + 1:]),
@@ -677,8 +682,7 @@ def _line_groups(m: np.ndarray, y: np.ndarray, x0: int, x1: int, floor: int) -> 
     need = BOX_COVER * (x1 - x0)
     core = np.count_nonzero(part >= floor, axis=1) >= need
     edge = np.flatnonzero(np.count_nonzero(part >= _SHADE_U8, axis=1) >= need)
-    groups = np.split(edge, np.flatnonzero(np.diff(edge) > 1) + 1) if edge.size else []
-    return [y[g] for g in groups if core[g].any()]
+    return [y[g] for g in _consecutive(edge) if core[g].any()]
 
 
 def _box_sides(m: np.ndarray, k: int, bands: tuple[_Band, _Band], span: _Band, floor: int) -> list[np.ndarray]:
@@ -697,10 +701,10 @@ def _along(inked: np.ndarray, x0: int, x1: int, least: int) -> np.ndarray:
     """The columns of a line drawn over ``x0:x1``, where it runs on while
     ``inked``, and its pieces beyond breaks at least ``least`` long or cut by
     the canvas's edge (the lines of the next boxes in a row)."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([False], inked, [False])).astype(np.int8)))
     out = np.zeros(len(inked), dtype=bool)
     out[x0:x1] = True
-    for start, stop in zip(edges[::2], edges[1::2]):
+    for piece in _consecutive(np.flatnonzero(inked)):
+        start, stop = piece[0], piece[-1] + 1
         if stop - start >= least or start == 0 or stop == len(inked) or (start <= x1 and stop >= x0):
             out[start:stop] = True
     return np.flatnonzero(out)

@@ -837,6 +837,55 @@ def test_a_one_drawn_with_a_ruler_in_a_box_stays():
     assert _correlation(preprocess(_ink_png(_boxed(one, [(80, 40, 200, 240)], 3))), reference) > 0.97
 
 
+def _turned(ink: np.ndarray, degrees: float) -> np.ndarray:
+    """The ink map turned about its centre, as a page scanned or cut crooked."""
+    im = Image.fromarray(np.round(ink * 255).astype(np.uint8)).resize((280 * 4, 280 * 4), Image.BILINEAR)
+    return np.asarray(im.rotate(degrees, Image.BILINEAR).reduce(4), np.float32) / 255
+
+
+@pytest.mark.parametrize("degrees", [1.5, -2, 3.5])
+def test_a_turned_printed_box_is_not_ink(reference, degrees, monkeypatch):
+    """A page turned a little (the 'F' in its box, 2 px lines): the box is
+    found at its slope and cleared, the page turned level with it."""
+    data = _ink_png(_turned(_boxed(INK, [(50, 30, 210, 240)], 2), degrees))
+    assert _correlation(preprocess(data), reference) > 0.97
+    monkeypatch.setattr(P, "BOX_TILT", 0)
+    assert _correlation(preprocess(data), reference) < 0.9
+
+
+@pytest.mark.parametrize("bar", [False, True], ids=["0 drawn as a rectangle", "8 drawn as a rectangle and a bar"])
+def test_a_turned_rectangle_drawn_as_a_glyph_stays(bar, monkeypatch):
+    """Turned, a rectangle with nothing inside or with a bar across it is
+    still a glyph: it comes out as with no rule for boxes."""
+    for width in (3, 8):
+        ink = _boxed(_drawn([("line", [(80, 140), (200, 140)])] if bar else [], width), [(80, 40, 200, 240)], width)
+        data = _ink_png(_turned(ink, 2))
+        with monkeypatch.context() as m:
+            m.setattr(P, "BOX_SIDE", 0)
+            without = preprocess(data)
+        assert np.array_equal(preprocess(data), without)
+
+
+def test_level_brings_lines_of_a_slope_level_and_upright():
+    """``_level`` turns in whole pixels: a line of slope t lies along one row
+    afterwards, a line square to it within two columns (rounded twice, it
+    wavers by a pixel)."""
+    a = np.zeros((200, 200), np.uint8)
+    x = np.arange(20, 180)
+    a[np.round(30 + 0.04 * x).astype(int), x] = 255  # a line going down to the right
+    a[x, np.round(40 - 0.04 * x).astype(int)] = 255  # and one square to it
+    b = P._level(a, 0.04)
+    assert np.count_nonzero(b, axis=1).max() >= 155
+    columns = np.count_nonzero(b, axis=0)
+    assert (columns[1:] + columns[:-1]).max() >= 155
+
+
+def test_a_curve_is_not_a_straight_edge():
+    x = np.arange(100)
+    assert P._straight_edge(np.round(50 + 0.03 * x).astype(np.intp)) == pytest.approx(0.03, abs=0.002)
+    assert P._straight_edge(np.round(0.01 * (x - 50) ** 2).astype(np.intp)) is None
+
+
 # --------------------------------------------------------------------------- uneven light
 
 

@@ -78,7 +78,7 @@ MAX_PIXELS = 4_000_000
 MAX_JPEG_SCANS = 256
 
 #: Version of this preprocessing, recorded in the model card.
-PREPROCESS_VERSION = "17"
+PREPROCESS_VERSION = "18"
 
 #: Final image side (px); the glyph's long side inside it measures 24 px (0.1 level).
 OUT_SIZE = 28
@@ -587,8 +587,14 @@ def _without_tilted_lines(ink: Image.Image, k: int, axis: int, t: float, rows: n
 #: nothing inside (an 'O', a '0'), with a bar across it (an '8', a 'B'), with
 #: rounded corners (a 'Q'), the middle of a fat stroke (rows beside it are
 #: full too), and a line from side to side with no other ink beside it (a '1'
-#: drawn with a ruler).
+#: drawn with a ruler). A box turned up to BOX_TILT degrees (a page scanned or
+#: cut crooked) is found at its slope (see :func:`_box_tilt`) and the page
+#: turned level with it in whole pixels (:func:`_level`); where a side then
+#: wavers by a pixel, its corners are checked a pixel wide and the ink it
+#: leaves at its edge (the pixel beside a cleared line, where the ink ends
+#: beyond it) goes with it.
 BOX_SIDE, BOX_COVER = 8, 0.9
+BOX_TILT = 4.0
 _BOX_CORNER = 2
 _BOX_MAX_COLUMNS = 8  # groups of full columns paired up; past that, the outermost
 
@@ -628,14 +634,13 @@ def _bar(cover: np.ndarray, thickness: int) -> bool:
     return False
 
 
-def _boxes(small: np.ndarray, floor: int) -> Iterator[_Box]:
-    """``((top, bottom), (left, right))``: the bands of a reduced ink map's
-    rows and columns along which a printed box may run (see BOX_SIDE), the
-    likeliest first; none for most drawings."""
-    on = small >= (floor + 1) // 2  # a thin line split between two rows is in both
+def _boxes(on: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> Iterator[_Box]:
+    """``((top, bottom), (left, right))``: the bands of the rows and columns
+    of ``on``, a reduced ink map inked at half the floor (``rows`` and
+    ``cols`` its counts), along which a printed box may run (see BOX_SIDE),
+    the likeliest first; none for most drawings."""
     found = []
-    for axis in (1, 0):  # the cheap look: most drawings stop here
-        counts = on.sum(axis=axis)
+    for counts in (rows, cols):  # the cheap look: most drawings stop here
         longest = int(counts.max())
         lines = np.flatnonzero(counts >= BOX_COVER * longest)
         if longest < BOX_SIDE or lines[-1] - lines[0] < BOX_SIDE:
@@ -710,18 +715,24 @@ def _along(inked: np.ndarray, x0: int, x1: int, least: int) -> np.ndarray:
     return np.flatnonzero(out)
 
 
-def _square_sides(a: np.ndarray, k: int, floor: int, h: tuple[_Band, _Band],
-                  v: tuple[_Band, _Band]) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+def _square_sides(a: np.ndarray, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band],
+                  slack: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
     """The full-size rows and columns of the sides of a box found on the ink
     map ``a`` reduced ``k`` times, if they are straight lines that meet at
-    square corners with no ink along them on both sides; else None."""
+    square corners with no ink along them on both sides; else None. With
+    ``slack`` (a box turned level in whole pixels, its corners a pixel out)
+    a corner's pixel counts as inked if one within ``slack`` of it is."""
     (_, y0), (y1, _) = h
     (_, x0), (x1, _) = v
     sides = _box_sides(a, k, h, (x0 + 1, x1), floor), _box_sides(a.T, k, v, (y0 + 1, y1), floor)
     if not all(len(side) for side in sides[0] + sides[1]):
         return None
     for r, c in itertools.product(*sides):
-        if np.count_nonzero(a[r[0]:r[-1] + 1, c[0]:c[-1] + 1] >= _SHADE_U8) < BOX_COVER * len(r) * len(c):
+        corner = a[max(0, r[0] - slack):r[-1] + 1 + slack, max(0, c[0] - slack):c[-1] + 1 + slack] >= _SHADE_U8
+        if slack:
+            corner = np.lib.stride_tricks.sliding_window_view(np.pad(corner, slack), (2 * slack + 1,) * 2).any(
+                axis=(2, 3))[slack:-slack, slack:-slack]
+        if np.count_nonzero(corner) < BOX_COVER * corner.size:
             return None  # a round corner: a drawn 'O' is inked over its top between its sides, not out to them
     for m, lines, (near, far) in ((a, *sides), (a.T, *sides[::-1])):
         span = m[:, near[-1] + 1:far[0]]
@@ -753,13 +764,14 @@ def _cells(a: np.ndarray, sides: tuple[list[np.ndarray], list[np.ndarray]], floo
     return [i + o for i, o in zip(inner, outer)]
 
 
-def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band]) -> Image.Image:
+def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v: tuple[_Band, _Band],
+                 slack: int = 0) -> Image.Image:
     """The ink map (reduced ``k`` times for :func:`_boxes`) less the lines of its
     printed box, as far as they run on, and those between the cells of a row
     of boxes, a stroke's ink kept where it crosses one; or ``ink`` itself if
     the box's sides are not lines (see :func:`_square_sides`)."""
     a = np.array(ink)
-    sides = _square_sides(a, k, floor, h, v)
+    sides = _square_sides(a, k, floor, h, v, slack)
     if sides is None:
         return ink
     cells = _cells(a, sides, floor)
@@ -776,9 +788,108 @@ def _without_box(ink: Image.Image, k: int, floor: int, h: tuple[_Band, _Band], v
                 keep &= (m[before, x] >= floor) & (m[after, x] >= floor)  # a stroke crossing
             else:
                 keep[:] = False
-            c[line[:, None], x[~keep][None, :]] = True
+            x = x[~keep]
+            c[line[:, None], x[None, :]] = True
+            for edge, beyond in ((before, before - 1), (after, after + 1)):
+                if 0 <= beyond < m.shape[0]:  # the line's fringe, where the ink ends beside it
+                    c[edge, x[(m[edge, x] >= _SHADE_U8) & (m[beyond, x] < _SHADE_U8)]] = True
     a[clear] = 0
     return Image.fromarray(a, "L")
+
+
+def _level(a: np.ndarray, t: float) -> np.ndarray:
+    """``a`` turned by ``atan(t)`` in whole pixels: each column moved up by
+    ``_shear(w, t)``, then each row moved left by ``_shear(h, -t)``, so lines
+    of slope ``t`` come out level and the lines square to them upright.
+    Nothing is cut off: the image grows by the shifts."""
+    for _ in range(2):
+        h, w = a.shape
+        up = _shear(w, t)
+        src = np.arange(h + int(up.max()))[:, None] - int(up.max()) + up[None, :]
+        a = np.where((src >= 0) & (src < h), a[np.clip(src, 0, h - 1), np.arange(w)[None, :]], 0).T
+        t = -t
+    return np.ascontiguousarray(a)
+
+
+def _straight_edge(first: np.ndarray) -> float | None:
+    """The slope of a straight side seen as ``first``, the first inked pixel
+    along each line across it, if BOX_COVER of them lie within a pixel of one
+    straight line (a stroke crossing it out of the box, or a curve, does not);
+    else None."""
+    half = len(first) // 2
+    if half < BOX_SIDE:
+        return None
+    x = np.arange(len(first), dtype=np.float64)
+    t = float(np.median(first[half:2 * half] - first[:half])) / half  # whole pixels over half the side
+    near = np.abs(first - t * x - np.median(first - t * x)) <= 1.5
+    if np.count_nonzero(near) < BOX_COVER * len(first):
+        return None
+    x, y = x[near], first[near].astype(np.float64)  # then the least-squares line through those near it
+    x -= x.mean()
+    return float(x @ (y - y.mean()) / (x @ x))
+
+
+def _box_tilt(on: np.ndarray, rows: np.ndarray, cols: np.ndarray, ink: Image.Image, k: int,
+              floor: int) -> float | None:
+    """The slope (up to BOX_TILT degrees) at which the ink map ``ink`` holds a
+    turned box, or None. The cheap look: ``on``, its reduction (``k`` times)
+    inked at half ``floor``, ``rows`` and ``cols`` its counts, is inked near
+    the four corners of its ink's extent and across it in the outermost rows
+    and columns on each side, as many as a side turned BOX_TILT spans. Then at
+    full size each side's outer edge, the first inked pixel along each line
+    across it, must be straight (see :func:`_straight_edge`), all four at one
+    slope."""
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(cols)
+    if ys.size <= BOX_SIDE or xs.size <= BOX_SIDE:
+        return None
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]), int(xs[0]), int(xs[-1])
+    d = 2 + int(math.tan(math.radians(BOX_TILT)) * max(x1 - x0, y1 - y0))  # rows a turned side spans
+    if not (on[y0:y0 + d, x0:x0 + d].any() and on[y1 + 1 - d:y1 + 1, x1 + 1 - d:x1 + 1].any()
+            and on[y0:y0 + d, x1 + 1 - d:x1 + 1].any() and on[y1 + 1 - d:y1 + 1, x0:x0 + d].any()):
+        return None  # a corner without ink: an 'O' is round
+    if (min(rows[y0:y0 + d].sum(), rows[y1 + 1 - d:y1 + 1].sum()) < BOX_COVER * (x1 - x0 + 1)
+            or min(cols[x0:x0 + d].sum(), cols[x1 + 1 - d:x1 + 1].sum()) < BOX_COVER * (y1 - y0 + 1)):
+        return None
+    W, H = ink.size
+    inner_x = ((x0 * 8 + x1) * k // 9 + k, (x0 + 8 * x1) * k // 9)  # the middle of each side, not its corners
+    inner_y = ((y0 * 8 + y1) * k // 9 + k, (y0 + 8 * y1) * k // 9)
+    bands = (  # (left, top, right, bottom) of each side's band, its lines across it, and how its slope reads
+        ((inner_x[0], max(0, (y0 - 1) * k), inner_x[1], min(H, (y0 + d + 1) * k)), False, False, 1),
+        ((inner_x[0], max(0, (y1 - d) * k), inner_x[1], min(H, (y1 + 2) * k)), False, True, -1),
+        ((max(0, (x0 - 1) * k), inner_y[0], min(W, (x0 + d + 1) * k), inner_y[1]), True, False, -1),
+        ((max(0, (x1 - d) * k), inner_y[0], min(W, (x1 + 2) * k), inner_y[1]), True, True, 1))
+    slopes = []
+    for band, across, from_end, sign in bands:
+        m = np.asarray(ink.crop(band)) >= floor
+        m = m.T if across else m
+        t = _straight_edge(m[::-1].argmax(axis=0) if from_end else m.argmax(axis=0))
+        if t is None:
+            return None
+        slopes.append(sign * t)
+    t = float(np.median(slopes))
+    if max(slopes) - min(slopes) > 2 / (min(x1 - x0, y1 - y0) * k) or abs(t) > math.tan(math.radians(BOX_TILT)):
+        return None  # not one slope, or too steep
+    return t if abs(t) * max(x1 - x0, y1 - y0) * k >= 1 else None  # level within a pixel: as drawn
+
+
+def _unboxed(ink: Image.Image, small: np.ndarray, k: int, floor: int) -> tuple[Image.Image, np.ndarray]:
+    """The ink map and its reduction without a printed box (see BOX_SIDE):
+    as drawn, or turned level with a box turned a little (see BOX_TILT)."""
+    on = small >= (floor + 1) // 2  # a thin line split between two rows is in both
+    rows, cols = on.sum(axis=1), on.sum(axis=0)
+    for box in _boxes(on, rows, cols):
+        unboxed = _without_box(ink, k, floor, *box)
+        if unboxed is not ink:
+            return unboxed, _reduced(unboxed, k)
+    t = _box_tilt(on, rows, cols, ink, k, floor) if BOX_TILT else None
+    if t is not None:
+        level = Image.fromarray(_level(np.asarray(ink), t), "L")
+        on = _reduced(level, k) >= (floor + 1) // 2
+        for box in _boxes(on, on.sum(axis=1), on.sum(axis=0)):
+            unboxed = _without_box(level, k, floor, *box, slack=1)
+            if unboxed is not level:
+                return unboxed, _reduced(unboxed, k)
+    return ink, small
 
 
 def _floor_u8(small: np.ndarray) -> int:
@@ -1040,11 +1151,8 @@ def _to_emnist_u8(ink: Image.Image) -> np.ndarray:
         ink = _without_tilted_lines(ink, k, *tilt)
         small = _reduced(ink, k)
     floor = _floor_u8(small)
-    for box in _boxes(small, floor) if BOX_SIDE else ():
-        unboxed = _without_box(ink, k, floor, *box)
-        if unboxed is not ink:
-            ink, small = unboxed, _reduced(unboxed, k)
-            break
+    if BOX_SIDE:
+        ink, small = _unboxed(ink, small, k, floor)
     (x0, y0, x1, y1), pieces = _glyph_box(small, floor)
     m = _CROP_MARGIN
     x0, y0 = max(0, x0 * k - m), max(0, y0 * k - m)

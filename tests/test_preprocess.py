@@ -837,17 +837,31 @@ def test_a_one_drawn_with_a_ruler_in_a_box_stays():
     assert _correlation(preprocess(_ink_png(_boxed(one, [(80, 40, 200, 240)], 3))), reference) > 0.97
 
 
+def test_a_box_line_that_steps_by_a_pixel_goes_whole(reference):
+    """A box whose top line steps down a pixel halfway (a scan's, or one
+    turned level in whole pixels): no row is inked along all of it, and the
+    pixel left beside the cleared row goes with it."""
+    box = np.zeros((280, 280), np.float32)
+    box[30:32, 50:130], box[31:33, 130:211], box[238:240, 50:211] = 1, 1, 1
+    box[30:240, 50:52], box[30:240, 209:211] = 1, 1
+    assert _correlation(preprocess(_ink_png(np.maximum(INK, box))), reference) > 0.97
+
+
 def _turned(ink: np.ndarray, degrees: float) -> np.ndarray:
     """The ink map turned about its centre, as a page scanned or cut crooked."""
     im = Image.fromarray(np.round(ink * 255).astype(np.uint8)).resize((280 * 4, 280 * 4), Image.BILINEAR)
     return np.asarray(im.rotate(degrees, Image.BILINEAR).reduce(4), np.float32) / 255
 
 
-@pytest.mark.parametrize("degrees", [1.5, -2, 3.5])
-def test_a_turned_printed_box_is_not_ink(reference, degrees, monkeypatch):
+@pytest.mark.parametrize(("boxes", "degrees"), [
+    ([(50, 30, 210, 240)], 1.5), ([(50, 30, 210, 240)], -2), ([(50, 30, 210, 240)], 3.5),
+    ([(x, 30, x + 159, 240) for x in (-270, -110, 50, 210)], 1.5),
+    ([(-120, 30, 40, 240), (50, 30, 210, 240), (220, 30, 380, 240)], -1)],
+    ids=["1.5 degrees", "-2 degrees", "3.5 degrees", "a row of boxes side by side", "a row of boxes 10 px apart"])
+def test_a_turned_printed_box_is_not_ink(reference, boxes, degrees, monkeypatch):
     """A page turned a little (the 'F' in its box, 2 px lines): the box is
     found at its slope and cleared, the page turned level with it."""
-    data = _ink_png(_turned(_boxed(INK, [(50, 30, 210, 240)], 2), degrees))
+    data = _ink_png(_turned(_boxed(INK, boxes, 2), degrees))
     assert _correlation(preprocess(data), reference) > 0.97
     monkeypatch.setattr(P, "BOX_TILT", 0)
     assert _correlation(preprocess(data), reference) < 0.9

@@ -835,10 +835,11 @@ def _box_tilt(on: np.ndarray, rows: np.ndarray, cols: np.ndarray, ink: Image.Ima
     turned box, or None. The cheap look: ``on``, its reduction (``k`` times)
     inked at half ``floor``, ``rows`` and ``cols`` its counts, is inked near
     the four corners of its ink's extent and across it in the outermost rows
-    and columns on each side, as many as a side turned BOX_TILT spans. Then at
-    full size each side's outer edge, the first inked pixel along each line
-    across it, must be straight (see :func:`_straight_edge`), all four at one
-    slope."""
+    on each side, as many as a side turned BOX_TILT spans, and in the
+    outermost columns too unless it is a row of boxes (its lines run on past
+    the sides). Then at full size each side's outer edge (in a row of boxes,
+    the top and bottom), the first inked pixel along each line across it, must
+    be straight (see :func:`_straight_edge`), all at one slope."""
     ys, xs = np.flatnonzero(rows), np.flatnonzero(cols)
     if ys.size <= BOX_SIDE or xs.size <= BOX_SIDE:
         return None
@@ -847,9 +848,10 @@ def _box_tilt(on: np.ndarray, rows: np.ndarray, cols: np.ndarray, ink: Image.Ima
     if not (on[y0:y0 + d, x0:x0 + d].any() and on[y1 + 1 - d:y1 + 1, x1 + 1 - d:x1 + 1].any()
             and on[y0:y0 + d, x1 + 1 - d:x1 + 1].any() and on[y1 + 1 - d:y1 + 1, x0:x0 + d].any()):
         return None  # a corner without ink: an 'O' is round
-    if (min(rows[y0:y0 + d].sum(), rows[y1 + 1 - d:y1 + 1].sum()) < BOX_COVER * (x1 - x0 + 1)
-            or min(cols[x0:x0 + d].sum(), cols[x1 + 1 - d:x1 + 1].sum()) < BOX_COVER * (y1 - y0 + 1)):
+    if min(rows[y0:y0 + d].sum(), rows[y1 + 1 - d:y1 + 1].sum()) < BOX_COVER * (x1 - x0 + 1):
         return None
+    # Without full outer columns, a row of boxes: its lines run on past the sides.
+    sides = 4 if min(cols[x0:x0 + d].sum(), cols[x1 + 1 - d:x1 + 1].sum()) >= BOX_COVER * (y1 - y0 + 1) else 2
     W, H = ink.size
     inner_x = ((x0 * 8 + x1) * k // 9 + k, (x0 + 8 * x1) * k // 9)  # the middle of each side, not its corners
     inner_y = ((y0 * 8 + y1) * k // 9 + k, (y0 + 8 * y1) * k // 9)
@@ -859,7 +861,7 @@ def _box_tilt(on: np.ndarray, rows: np.ndarray, cols: np.ndarray, ink: Image.Ima
         ((max(0, (x0 - 1) * k), inner_y[0], min(W, (x0 + d + 1) * k), inner_y[1]), True, False, -1),
         ((max(0, (x1 - d) * k), inner_y[0], min(W, (x1 + 2) * k), inner_y[1]), True, True, 1))
     slopes = []
-    for band, across, from_end, sign in bands:
+    for band, across, from_end, sign in bands[:sides]:
         m = np.asarray(ink.crop(band)) >= floor
         m = m.T if across else m
         t = _straight_edge(m[::-1].argmax(axis=0) if from_end else m.argmax(axis=0))

@@ -11,7 +11,7 @@ noise and JPEG together), a pencil's 1 px line, a border that is not the page
 (a frame drawn along it, a sheet photographed on a desk), ruled and squared
 paper (grey lines under the ink; ruled paper also turned by 2 degrees), strokes
 outlined by a hollow brush, a form's printed box around the character (alone,
-or in a row of them), a client that stamps a dot per pointer event (the
+in a row of them, or on a page scanned 1.5 degrees crooked), a client that stamps a dot per pointer event (the
 pen touching down 1.5 widths apart), a marker a tenth of the canvas wide (drawn
 again, thick), and a pen whose width swells and thins along the strokes (a
 stylus's pressure; no rule of its own, so both columns agree). Every version is
@@ -91,6 +91,7 @@ def versions(ink: np.ndarray, thin: np.ndarray, rng: np.random.Generator) -> dic
         "outlined: the strokes' edges only, 2 px": _ink_png(_outlined(ink, 2)),
         "in a printed box, 2 px, as dark as the pen": _ink_png(_boxed(ink, box_rng, cells=False)),
         "in a row of printed boxes, cut out with its neighbours": _ink_png(_boxed(ink, box_rng, cells=True)),
+        "in a printed box, the page turned 1.5 degrees": _ink_png(_turned(_boxed(ink, box_rng, cells=False), 1.5)),
     }
 
 
@@ -106,6 +107,12 @@ def _boxed(ink: np.ndarray, rng: np.random.Generator, cells: bool) -> np.ndarray
     for x in range(x0 - 2 * step, CANVAS, step) if cells else (x0,):
         ImageDraw.Draw(im).rectangle((x, y0, x + x1 - x0, y1), outline=255, width=2)
     return np.maximum(ink, np.asarray(im, np.float32) / 255)
+
+
+def _turned(ink: np.ndarray, degrees: float) -> np.ndarray:
+    """The ink map turned about the canvas's centre (drawn 4x larger), as a page scanned crooked."""
+    im = Image.fromarray(np.round(255 * ink).astype(np.uint8)).resize((CANVAS * 4, CANVAS * 4), Image.BILINEAR)
+    return np.asarray(im.rotate(degrees, Image.BILINEAR).reduce(4), np.float32) / 255
 
 
 def _lined(page: np.ndarray, columns: bool, level: int = 160, every: int = 28, first: int = 9) -> np.ndarray:

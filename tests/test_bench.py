@@ -110,7 +110,7 @@ def test_robustness_table(emnist_dir):
     from bench import robustness
 
     r = robustness.run(images=6, seed=1)
-    assert r["images"] == 6 and "clean" in r["rows"] and len(r["rows"]) == 22
+    assert r["images"] == 6 and "clean" in r["rows"] and len(r["rows"]) == 23
     for v in r["rows"].values():
         assert 0 <= v["with_rules"] <= 1 and 0 <= v["without_rules"] <= 1
     # The rules are switched back on afterwards.

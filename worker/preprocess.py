@@ -589,10 +589,10 @@ def _without_tilted_lines(ink: Image.Image, k: int, axis: int, t: float, rows: n
 #: full too), and a line from side to side with no other ink beside it (a '1'
 #: drawn with a ruler). A box turned up to BOX_TILT degrees (a page scanned or
 #: cut crooked) is found at its slope (see :func:`_box_tilt`) and the page
-#: turned level with it in whole pixels (:func:`_level`); where a side then
-#: wavers by a pixel, its corners are checked a pixel wide and the ink it
-#: leaves at its edge (the pixel beside a cleared line, where the ink ends
-#: beyond it) goes with it.
+#: turned level with it in whole pixels (:func:`_level`), after which a corner
+#: may be a pixel out. A cleared line's fringe, a pixel beside it where the
+#: ink ends beyond it, goes with it: a scan's line, or one turned level,
+#: wavers by a pixel.
 BOX_SIDE, BOX_COVER = 8, 0.9
 BOX_TILT = 4.0
 _BOX_CORNER = 2
@@ -845,13 +845,14 @@ def _box_tilt(on: np.ndarray, rows: np.ndarray, cols: np.ndarray, ink: Image.Ima
         return None
     y0, y1, x0, x1 = int(ys[0]), int(ys[-1]), int(xs[0]), int(xs[-1])
     d = 2 + int(math.tan(math.radians(BOX_TILT)) * max(x1 - x0, y1 - y0))  # rows a turned side spans
-    if not (on[y0:y0 + d, x0:x0 + d].any() and on[y1 + 1 - d:y1 + 1, x1 + 1 - d:x1 + 1].any()
-            and on[y0:y0 + d, x1 + 1 - d:x1 + 1].any() and on[y1 + 1 - d:y1 + 1, x0:x0 + d].any()):
+    top, bottom = slice(y0, y0 + d), slice(max(0, y1 + 1 - d), y1 + 1)
+    left, right = slice(x0, x0 + d), slice(max(0, x1 + 1 - d), x1 + 1)
+    if not (on[top, left].any() and on[bottom, right].any() and on[top, right].any() and on[bottom, left].any()):
         return None  # a corner without ink: an 'O' is round
-    if min(rows[y0:y0 + d].sum(), rows[y1 + 1 - d:y1 + 1].sum()) < BOX_COVER * (x1 - x0 + 1):
+    if min(rows[top].sum(), rows[bottom].sum()) < BOX_COVER * (x1 - x0 + 1):
         return None
     # Without full outer columns, a row of boxes: its lines run on past the sides.
-    sides = 4 if min(cols[x0:x0 + d].sum(), cols[x1 + 1 - d:x1 + 1].sum()) >= BOX_COVER * (y1 - y0 + 1) else 2
+    sides = 4 if min(cols[left].sum(), cols[right].sum()) >= BOX_COVER * (y1 - y0 + 1) else 2
     W, H = ink.size
     inner_x = ((x0 * 8 + x1) * k // 9 + k, (x0 + 8 * x1) * k // 9)  # the middle of each side, not its corners
     inner_y = ((y0 * 8 + y1) * k // 9 + k, (y0 + 8 * y1) * k // 9)
@@ -864,6 +865,8 @@ def _box_tilt(on: np.ndarray, rows: np.ndarray, cols: np.ndarray, ink: Image.Ima
     for band, across, from_end, sign in bands[:sides]:
         m = np.asarray(ink.crop(band)) >= floor
         m = m.T if across else m
+        if np.count_nonzero(m.any(axis=0)) < BOX_COVER * m.shape[1]:
+            return None  # the side has gaps
         t = _straight_edge(m[::-1].argmax(axis=0) if from_end else m.argmax(axis=0))
         if t is None:
             return None

@@ -154,7 +154,17 @@ only produce the final figures):
    validation, its last five epochs 0.8835 against 0.8819 on average; on
    3,000 validation pages (balanced) raw 88.58 against 88.53, canvas 86.79
    against 87.36, pen 84.68 against 86.19, marker 83.89 against 84.86: the
-   drawings lose, so left off;
+   drawings lose, so left off. Two screens of one network (50,000 images,
+   12 epochs) against its twin, on 2,500 of its own validation images drawn
+   several ways (accuracy / balanced, points): varied pen drawings from
+   coarser skeletons too (the glyph upsampled 1 to 4 times, nearest,
+   bilinear or bicubic) +0.56 / +0.13 on drawings from the 28 px glyph's own
+   skeleton, +0.40 / +0.58 from a 2x one, -0.08 / -0.53 on the scans (what a
+   coarse skeleton loses is gone from the drawing); rotation up to 16
+   degrees and aspect up to 0.2 (``augment(rotate_deg=16, aspect=0.2)``)
+   +0.4 to +0.9 / +0.4 to +1.8 on glyphs turned 15 degrees, 1.5 times as
+   wide, or 0.65 as narrow or as tall before the pen traces them, -0.20 /
+   -0.58 on the scans: both left off;
 5. class imbalance: the artifact stores the training class frequencies and
    :meth:`worker.model.Model.predict_proba` divides by them (validation is
    scored the same way); with ``class_balance`` above 0 the epochs draw the

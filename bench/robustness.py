@@ -11,14 +11,14 @@ noise and JPEG together), a pencil's 1 px line, a border that is not the page
 (a frame drawn along it, a sheet photographed on a desk), ruled and squared
 paper (grey lines under the ink; ruled paper also turned by 2 degrees), strokes
 outlined by a hollow brush, a form's printed box around the character (alone,
-in a row of them, or on a page scanned 1.5 degrees crooked), a client that stamps a dot per pointer event (the
-pen touching down 1.5 widths apart), a marker a tenth of the canvas wide (drawn
-again, thick), and a pen whose width swells and thins along the strokes (a
-stylus's pressure; no rule of its own, so both columns agree). Every version is
-classified through the full preprocessing twice: as it is, and with the rules
-of :mod:`worker.preprocess` for these accidents switched off (:data:`RULES`),
-so the table shows what they are worth. Prints a table and writes
-``bench/results/robustness.{json,md}``.
+in a row of them, or on a page scanned 1.5 degrees crooked), a client that
+stamps a dot per pointer event (the pen touching down 1.5 widths apart), a
+marker a tenth of the canvas wide (drawn again, thick), and a pen whose width
+swells and thins along the strokes (a stylus's pressure; no rule of its own, so
+both columns agree). Every version is classified through the full preprocessing
+twice: as it is, and with the rules of :mod:`worker.preprocess` for these
+accidents switched off (:data:`RULES`), so the table shows what they are worth.
+Prints a table and writes ``bench/results/robustness.{json,md}``.
 """
 
 from __future__ import annotations

@@ -813,9 +813,9 @@ def _level(a: np.ndarray, t: float) -> np.ndarray:
 
 def _straight_edge(first: np.ndarray) -> float | None:
     """The slope of a straight side seen as ``first``, the first inked pixel
-    along each line across it, if BOX_COVER of them lie within a pixel of one
-    straight line (a stroke crossing it out of the box, or a curve, does not);
-    else None."""
+    along each line across it, if BOX_COVER of them lie within a pixel and a
+    half of one straight line (a stroke crossing it out of the box, or a
+    curve, does not), fitted by least squares to those; else None."""
     half = len(first) // 2
     if half < BOX_SIDE:
         return None
